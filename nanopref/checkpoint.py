@@ -1,0 +1,290 @@
+"""Llama-2 checkpoints in (HF layout: config.json + safetensors, sharded or not, or pytorch_model*.bin; Meta layout:
+params.json + consolidated.NN.pth, merging model-parallel shards) and out (HF layout, loadable by transformers as
+LlamaForCausalLM / LlamaForSequenceClassification and servable by vLLM).
+
+HF's conversion script permutes the rows of wq and wk so that rotary embeddings can rotate the two *halves* of
+each head (rotate_half); Meta's code rotates *consecutive pairs*. We keep Meta's convention in the model, so
+loading an HF checkpoint undoes the permutation and saving redoes it.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from nanopref.model import ModelArgs, Transformer
+from nanopref.tokenizer import Tokenizer
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# ours -> HF, with {} for the layer index
+_HF_NAMES = {
+    "tok_embeddings.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+    "score.weight": "score.weight",
+    "layers.{}.attention.wq.weight": "model.layers.{}.self_attn.q_proj.weight",
+    "layers.{}.attention.wk.weight": "model.layers.{}.self_attn.k_proj.weight",
+    "layers.{}.attention.wv.weight": "model.layers.{}.self_attn.v_proj.weight",
+    "layers.{}.attention.wo.weight": "model.layers.{}.self_attn.o_proj.weight",
+    "layers.{}.feed_forward.w1.weight": "model.layers.{}.mlp.gate_proj.weight",
+    "layers.{}.feed_forward.w2.weight": "model.layers.{}.mlp.down_proj.weight",
+    "layers.{}.feed_forward.w3.weight": "model.layers.{}.mlp.up_proj.weight",
+    "layers.{}.attention_norm.weight": "model.layers.{}.input_layernorm.weight",
+    "layers.{}.ffn_norm.weight": "model.layers.{}.post_attention_layernorm.weight",
+}
+_FROM_HF = {v: k for k, v in _HF_NAMES.items()}
+
+
+def _rename(name, table):
+    m = re.match(r"^(.*layers)\.(\d+)\.(.*)$", name)
+    key = f"{m.group(1)}.{{}}.{m.group(3)}" if m else name
+    if key not in table:
+        return None
+    return table[key].format(m.group(2)) if m else table[key]
+
+
+def permute_to_hf(w, n_heads):
+    """(H*D, C) rows ordered as consecutive rotary pairs per head -> rows ordered as two halves per head."""
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def permute_from_hf(w, n_heads):
+    rows, cols = w.shape
+    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+# -----------------------------------------------------------------------------
+# HF layout
+
+
+def args_from_hf_config(cfg, where="config.json"):
+    if cfg.get("model_type", "llama") != "llama":
+        raise ValueError(f"{where}: model_type {cfg.get('model_type')!r} is not llama")
+    arch = (cfg.get("architectures") or ["LlamaForCausalLM"])[0]
+    if arch not in ("LlamaForCausalLM", "LlamaForSequenceClassification", "LlamaForTokenClassification"):
+        raise ValueError(f"{where}: unsupported architecture {arch}")
+    rope = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or ({} if rope.get("rope_type", "default") == "default" else rope)
+    problems = [f"{k}={cfg.get(k)!r}" for k, ok in [("hidden_act", "silu"), ("attention_bias", False),
+                                                    ("mlp_bias", False)] if cfg.get(k, ok) != ok]
+    if scaling:
+        problems.append(f"rope scaling {scaling}")
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    if head_dim * cfg["num_attention_heads"] != cfg["hidden_size"]:
+        problems.append(f"head_dim {head_dim} * heads != hidden_size")
+    if arch != "LlamaForCausalLM" and cfg.get("num_labels", len(cfg.get("id2label") or [0])) != 1:
+        problems.append(f"{arch} with num_labels != 1")
+    if problems:
+        raise ValueError(f"{where}: not a plain Llama-2 ({', '.join(problems)})")
+    return ModelArgs(
+        dim=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"], n_heads=cfg["num_attention_heads"],
+        n_kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"], vocab_size=cfg["vocab_size"],
+        hidden_dim=cfg["intermediate_size"], norm_eps=cfg.get("rms_norm_eps", 1e-6),
+        rope_theta=float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0),
+        max_seq_len=cfg.get("max_position_embeddings", 4096),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        head="lm" if arch == "LlamaForCausalLM" else "scalar")
+
+
+def _read_hf_tensors(path):
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = [os.path.basename(p) for p in sorted(glob.glob(os.path.join(path, "*.safetensors")))]
+    tensors = {}
+    for fname in files:
+        fpath = os.path.join(path, fname)
+        if not os.path.exists(fpath):
+            raise FileNotFoundError(f"{fpath}: listed in {index} but missing")
+        with safe_open(fpath, framework="pt") as f:
+            for k in f.keys():
+                tensors[k] = (f.get_tensor(k), fpath)
+    if not files:  # older checkpoints: pytorch_model.bin or pytorch_model-0000N-of-0000M.bin
+        for fpath in sorted(glob.glob(os.path.join(path, "pytorch_model*.bin"))):
+            tensors.update({k: (v, fpath) for k, v in torch.load(fpath, map_location="cpu", weights_only=True).items()})
+    if not tensors:
+        raise FileNotFoundError(f"{path}: config.json but no *.safetensors or pytorch_model*.bin weights")
+    return tensors
+
+
+def _load_hf(path):
+    with open(os.path.join(path, "config.json")) as f:
+        args = args_from_hf_config(json.load(f), os.path.join(path, "config.json"))
+    state = {}
+    for hf_name, (t, fpath) in _read_hf_tensors(path).items():
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue  # a buffer some old exports saved; we compute our own
+        name = _rename(hf_name, _FROM_HF)
+        if name is None:
+            raise ValueError(f"{fpath}: unexpected tensor {hf_name}")
+        if name.endswith("attention.wq.weight"):
+            t = permute_from_hf(t, args.n_heads)
+        elif name.endswith("attention.wk.weight"):
+            t = permute_from_hf(t, args.n_kv_heads)
+        state[name] = (t, fpath)
+    return args, state
+
+
+# -----------------------------------------------------------------------------
+# Meta layout
+
+# how fairscale's model parallelism split each tensor across consolidated.NN.pth: concat dim, or None (replicated)
+_META_SPLIT = {"tok_embeddings": 1, "output": 0, "wq": 0, "wk": 0, "wv": 0, "wo": 1, "w1": 0, "w2": 1, "w3": 0}
+
+
+def _load_meta(path):
+    with open(os.path.join(path, "params.json")) as f:
+        params = json.load(f)
+    files = sorted(glob.glob(os.path.join(path, "consolidated.*.pth")))
+    if not files:
+        raise FileNotFoundError(f"{path}: params.json but no consolidated.NN.pth shards")
+    shards = [torch.load(p, map_location="cpu", weights_only=True, mmap=True) for p in files]
+    state = {}
+    for name in shards[0]:
+        if name == "rope.freqs":
+            continue
+        parts = [s[name] for s in shards]
+        dim = _META_SPLIT.get(name.split(".")[-2])
+        t = parts[0] if dim is None or len(parts) == 1 else torch.cat(parts, dim=dim)
+        state[name] = (t, files[0] if len(files) == 1 else f"{path}/consolidated.*.pth")
+    vocab = params.get("vocab_size", -1)
+    emb = state["tok_embeddings.weight"][0].shape
+    known = {k: params[k] for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of", "ffn_dim_multiplier",
+                                    "norm_eps", "rope_theta") if params.get(k) is not None}
+    args = ModelArgs(**known, vocab_size=vocab if vocab > 0 else emb[0], max_seq_len=params.get("max_seq_len", 4096),
+                     tie_embeddings="output.weight" not in state)
+    return args, state
+
+
+# -----------------------------------------------------------------------------
+
+
+def load_model(path, device="cpu", dtype=None):
+    """Load a Llama-2 checkpoint directory (HF or Meta layout) into a nanopref Transformer."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    if os.path.exists(os.path.join(path, "config.json")):
+        args, state = _load_hf(path)
+    elif os.path.exists(os.path.join(path, "params.json")):
+        args, state = _load_meta(path)
+    else:
+        raise FileNotFoundError(f"{path}: neither config.json (HF layout) nor params.json (Meta layout) found")
+    with torch.device("meta"):
+        model = Transformer(args)
+    expected = model.state_dict()
+    if args.tie_embeddings:
+        expected.pop("output.weight", None)
+        state.pop("output.weight", None)
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: tensors missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                         f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    for name, (t, fpath) in state.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise ValueError(f"{fpath}: tensor {name} has shape {tuple(t.shape)}, but the config implies "
+                             f"{tuple(expected[name].shape)}")
+    tensors = {k: t.to(device=device, dtype=dtype or t.dtype) for k, (t, _) in state.items()}
+    model.load_state_dict(tensors, strict=not args.tie_embeddings, assign=True)
+    if args.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight
+    model.init_rope()
+    return model.eval()
+
+
+def load_tokenizer(path, model=None):
+    """tokenizer.model from a checkpoint directory (or its parent, Meta's download layout), checked against
+    the model's vocabulary."""
+    for cand in (os.path.join(path, "tokenizer.model"), os.path.join(path, "..", "tokenizer.model"), path):
+        if os.path.isfile(cand):
+            tok = Tokenizer(cand)
+            break
+    else:
+        raise FileNotFoundError(f"no tokenizer.model in {path} or its parent")
+    if model is not None:
+        check_tokenizer(tok, model)
+    return tok
+
+
+def check_tokenizer(tok, model):
+    if tok.vocab_size != model.args.vocab_size:
+        raise ValueError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model's vocabulary is "
+                         f"{model.args.vocab_size}: they do not belong together")
+
+
+def hf_config(args: ModelArgs, dtype, tok=None):
+    cfg = {
+        "architectures": ["LlamaForCausalLM" if args.head == "lm" else "LlamaForSequenceClassification"],
+        "model_type": "llama", "hidden_size": args.dim, "intermediate_size": args.ffn_hidden,
+        "num_hidden_layers": args.n_layers, "num_attention_heads": args.n_heads,
+        "num_key_value_heads": args.n_kv_heads, "head_dim": args.head_dim, "vocab_size": args.vocab_size,
+        "rms_norm_eps": args.norm_eps, "rope_theta": args.rope_theta, "rope_scaling": None,
+        "max_position_embeddings": args.max_seq_len, "tie_word_embeddings": args.tie_embeddings,
+        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "initializer_range": 0.02,
+        "bos_token_id": tok.bos_id if tok else 1, "eos_token_id": tok.eos_id if tok else 2,
+        "pad_token_id": tok.pad_id if tok else 0, "use_cache": True,
+        "torch_dtype": str(dtype).replace("torch.", ""), "dtype": str(dtype).replace("torch.", ""),
+    }
+    if args.head == "scalar":
+        cfg.update(num_labels=1, id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    return cfg
+
+
+def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None):
+    """Write the HF layout (config.json, model.safetensors or sharded model-0000i-of-0000n.safetensors + index,
+    tokenizer.model if given) atomically: into a temp directory renamed over `path` at the end."""
+    args = model.args
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    if args.tie_embeddings:
+        state.pop("output.weight")  # HF re-ties lm_head to embed_tokens from tie_word_embeddings
+    dtype = dtype or state["tok_embeddings.weight"].dtype
+    hf = {}
+    for name, t in state.items():
+        if name.endswith("attention.wq.weight"):
+            t = permute_to_hf(t, args.n_heads)
+        elif name.endswith("attention.wk.weight"):
+            t = permute_to_hf(t, args.n_kv_heads)
+        hf[_rename(name, _HF_NAMES)] = t.to("cpu", dtype).contiguous().clone()
+    shards, size = [[]], 0
+    for name, t in hf.items():
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    tmp = path.rstrip("/") + f".tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    weight_map = {}
+    for i, names in enumerate(shards):
+        fname = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file({n: hf[n] for n in names}, os.path.join(tmp, fname), metadata={"format": "pt"})
+        weight_map.update({n: fname for n in names})
+    if len(shards) > 1:
+        total = sum(t.numel() * t.element_size() for t in hf.values())
+        with open(os.path.join(tmp, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(hf_config(args, dtype, tokenizer), f, indent=2)
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer.path, os.path.join(tmp, "tokenizer.model"))
+    replace_dir(tmp, path)
+
+
+def replace_dir(tmp, path):
+    """Move directory tmp to path, replacing any old one, so that `path` is always either the old or the new
+    complete directory (a crash between the two renames leaves the old one at path + '.old')."""
+    old = path.rstrip("/") + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(path):
+        os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
