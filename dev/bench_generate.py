@@ -1,0 +1,116 @@
+"""Generation speed: nanopref's static-KV-cache sampler vs transformers' generate on the same weights, same run.
+
+    python dev/bench_generate.py                 # CPU, fp32: tiny preset at batch 64, bench-20m at batch 1 and 16
+    python dev/bench_generate.py --gpu           # CUDA: llama2-7b shape, bf16, random weights, batch 1, eager and compiled
+
+Both sides decode greedily for exactly 128 new tokens (no EOS), from the same left-padded prompts, and must
+produce the same tokens. Times are the median of a few runs after a warm-up; ratios are what to compare across
+machines, not absolute numbers. At batch 1, decoding reads every weight once per token, so weight bytes per second
+over the machine's measured copy bandwidth says how close to the memory limit a step runs.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nanopref.checkpoint import save_model  # noqa: E402
+from nanopref.generate import generate, left_pad  # noqa: E402
+from nanopref.model import Transformer, model_args, num_params  # noqa: E402
+
+NEW = 128
+
+
+def timed(fn, repeats, sync):
+    fn()  # warm-up (and compilation)
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def copy_bandwidth(device, sync, nbytes=512 * 2**20):
+    """Bytes moved per second (read + write) by a large device-to-device copy."""
+    a = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    b = torch.empty_like(a)
+    t, _ = timed(lambda: b.copy_(a), 5, sync)
+    return 2 * nbytes / t
+
+
+def prompts(batch, vocab, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [[1] + torch.randint(3, vocab, (int(n),), generator=g).tolist()
+            for n in torch.randint(8, 33, (batch,), generator=g)]
+
+
+def bench_cpu(preset, batch, bandwidth, repeats=3):
+    import transformers
+    torch.manual_seed(0)
+    model = Transformer(model_args(preset)).eval()
+    model.init_weights()
+    with tempfile.TemporaryDirectory() as d:
+        save_model(model, d)
+        hf = transformers.LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    ps = prompts(batch, model.args.vocab_size)
+    tokens, mask = left_pad(ps, 0, "cpu")
+    noop = lambda: None  # noqa: E731
+    t_ours, ours = timed(lambda: generate(model, ps, NEW, eos_id=-1, pad_id=0, temperature=0), repeats, noop)
+    with torch.no_grad():
+        t_hf, theirs = timed(lambda: hf.generate(input_ids=tokens, attention_mask=mask, max_new_tokens=NEW,
+                                                 min_new_tokens=NEW, do_sample=False, pad_token_id=0,
+                                                 eos_token_id=None), repeats, noop)
+    same = (theirs[:, tokens.shape[1]:] == ours.tokens).float().mean().item()
+    row = dict(preset=preset, params=num_params(model), batch=batch, ours=batch * NEW / t_ours,
+               hf=batch * NEW / t_hf, same_tokens=same)
+    if batch == 1:
+        row["weight_bw_frac"] = num_params(model) * 4 * row["ours"] / bandwidth
+        row["hf_weight_bw_frac"] = num_params(model) * 4 * row["hf"] / bandwidth
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpu", action="store_true", help="7B-shaped bf16 model on CUDA instead of the CPU runs")
+    args = ap.parse_args()
+    if args.gpu:
+        return bench_gpu()
+    bw = copy_bandwidth("cpu", lambda: None)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; copy bandwidth {bw / 1e9:.1f} GB/s "
+          f"(read + write of a 512 MiB fp32 copy)")
+    print(f"{'preset':10} {'params':>8} {'batch':>5} {'nanopref tok/s':>15} {'HF tok/s':>9} {'ratio':>6} "
+          f"{'same tokens':>11} {'weights/bw':>10}")
+    for preset, batch in [("tiny", 64), ("bench-20m", 1), ("bench-20m", 16)]:
+        r = bench_cpu(preset, batch, bw)
+        frac = f"{r['weight_bw_frac']:.0%} (HF {r['hf_weight_bw_frac']:.0%})" if "weight_bw_frac" in r else ""
+        print(f"{r['preset']:10} {r['params'] / 1e6:7.1f}M {r['batch']:5d} {r['ours']:15.0f} {r['hf']:9.0f} "
+              f"{r['ours'] / r['hf']:5.2f}x {r['same_tokens']:11.1%} {frac}", flush=True)
+
+
+def bench_gpu():
+    sync = torch.cuda.synchronize
+    bw = copy_bandwidth("cuda", sync, nbytes=4 * 2**30)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Transformer(model_args("llama2-7b", max_seq_len=512)).to(torch.bfloat16).eval()
+    model.init_weights()
+    nbytes = num_params(model) * 2
+    ps = prompts(1, 32000)
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s; "
+          f"llama2-7b shape, bf16, {nbytes / 1e9:.1f} GB of weights, batch 1, {NEW} new tokens")
+    for compile in (False, True):
+        t, out = timed(lambda: generate(model, ps, NEW, -1, 0, temperature=0, compile=compile), 3, sync)
+        tps = NEW / t
+        print(f"{'compiled (reduce-overhead)' if compile else 'eager':27} {tps:8.1f} tok/s  "
+              f"weights read {nbytes * tps / 1e12:.2f} TB/s = {nbytes * tps / bw:.0%} of copy bandwidth", flush=True)
+
+
+if __name__ == "__main__":
+    main()
