@@ -167,10 +167,19 @@ def _load_meta(path):
 # -----------------------------------------------------------------------------
 
 
-def load_model(path, device="cpu", dtype=None):
-    """Load a Llama-2 checkpoint directory (HF or Meta layout) into a nanopref Transformer."""
+def resolve(path):
+    """A checkpoint directory, or a nanopref run directory (out/sft) whose final model is in path/model."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    if not any(os.path.exists(os.path.join(path, f)) for f in ("config.json", "params.json")) and \
+            os.path.exists(os.path.join(path, "model", "config.json")):
+        return os.path.join(path, "model")
+    return path
+
+
+def load_model(path, device="cpu", dtype=None):
+    """Load a Llama-2 checkpoint directory (HF or Meta layout, or a nanopref run directory) into a Transformer."""
+    path = resolve(path)
     if os.path.exists(os.path.join(path, "config.json")):
         args, state = _load_hf(path)
     elif os.path.exists(os.path.join(path, "params.json")):
@@ -202,6 +211,7 @@ def load_model(path, device="cpu", dtype=None):
 def load_tokenizer(path, model=None):
     """tokenizer.model from a checkpoint directory (or its parent, Meta's download layout), checked against
     the model's vocabulary."""
+    path = resolve(path) if os.path.isdir(path) else path
     for cand in (os.path.join(path, "tokenizer.model"), os.path.join(path, "..", "tokenizer.model"), path):
         if os.path.isfile(cand):
             tok = Tokenizer(cand)
@@ -237,13 +247,14 @@ def hf_config(args: ModelArgs, dtype, tok=None):
     return cfg
 
 
-def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None):
+def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
     """Write the HF layout (config.json, model.safetensors or sharded model-0000i-of-0000n.safetensors + index,
-    tokenizer.model if given) atomically: into a temp directory renamed over `path` at the end."""
+    tokenizer.model if given) atomically: into a temp directory renamed over `path` at the end.
+    state: a full state dict to write instead of model.state_dict() (e.g. gathered from FSDP shards)."""
     args = model.args
-    state = {k: v.detach() for k, v in model.state_dict().items()}
+    state = {k: v.detach() for k, v in (state if state is not None else model.state_dict()).items()}
     if args.tie_embeddings:
-        state.pop("output.weight")  # HF re-ties lm_head to embed_tokens from tie_word_embeddings
+        state.pop("output.weight", None)  # HF re-ties lm_head to embed_tokens from tie_word_embeddings
     dtype = dtype or state["tok_embeddings.weight"].dtype
     hf = {}
     for name, t in state.items():

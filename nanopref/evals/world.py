@@ -1,0 +1,62 @@
+"""The embedded world's own categories: greedy responses to the held-out prompts, scored by the world's
+ground-truth scorers, mean and standard error per category. Trainers and evaluate.py both call `run`, so their
+numbers are the same by construction (and a test checks it)."""
+import math
+
+from nanopref.world import CATEGORIES, analyse, score
+
+
+def mean_se(xs):
+    """Mean and standard error of the mean (sample std / sqrt(n)); se 0 for fewer than 2 values."""
+    n = len(xs)
+    m = sum(xs) / n
+    if n < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n)
+
+
+def run(lm, world, categories=CATEGORIES, limit=None, max_new_tokens=96, temperature=0.0, desc=None):
+    """-> {"category": {"score", "stderr", "n"}, ..., "overall": {...}}, records. `world` from load_world."""
+    kb, metrics, records = world["kb"], {}, []
+    rows = [ex for c in categories for ex in world["eval"][c][:limit]]
+    outs = lm.generate([lm.chat(ex["prompt"]) for ex in rows], max_new_tokens, temperature=temperature, desc=desc)
+    for ex, (out,) in zip(rows, outs):
+        records.append(dict(id=ex["id"], category=ex["category"], subtype=ex["subtype"], prompt=ex["prompt"],
+                            output=out, score=score(ex, out, kb)))
+    for c in categories:
+        s = [r["score"] for r in records if r["category"] == c]
+        m, se = mean_se(s)
+        metrics[c] = dict(score=m, stderr=se, n=len(s))
+    cat_means = [metrics[c]["score"] for c in categories]
+    # the overall score is the mean of the category means; its se combines theirs (independent categories)
+    metrics["overall"] = dict(score=sum(cat_means) / len(cat_means),
+                              stderr=math.sqrt(sum(metrics[c]["stderr"] ** 2 for c in categories)) / len(categories),
+                              n=len(records))
+    return metrics, records
+
+
+def score_responses(rows, world):
+    """--responses path: rows {"id", "output"} (ids of the world's eval sets) -> metrics as `run` gives."""
+    by_id = {ex["id"]: ex for c in CATEGORIES for ex in world["eval"][c]}
+    per = {}
+    for i, r in enumerate(rows, 1):
+        if r.get("id") not in by_id:
+            raise ValueError(f"responses row {i}: id {r.get('id')!r} is not in the world's eval sets")
+        ex = by_id[r["id"]]
+        per.setdefault(ex["category"], []).append(score(ex, r["output"], world["kb"]))
+    metrics = {}
+    for c, s in per.items():
+        m, se = mean_se(s)
+        metrics[c] = dict(score=m, stderr=se, n=len(s))
+    return metrics
+
+
+def format_table(metrics, title="world"):
+    lines = [f"{title:>10} | " + " | ".join(f"{c:>13}" for c in metrics)]
+    lines.append(f"{'':>10} | " + " | ".join(f"{m['score']:6.3f} ± {m['stderr']:.3f}" for m in metrics.values()))
+    return "\n".join(lines)
+
+
+def details(ex, output, kb):
+    """Why a response scored what it did (for sample tables and debugging)."""
+    return analyse(ex, output, kb)

@@ -1,0 +1,157 @@
+"""Training mechanism shared by the train_*.py scripts: distributed init and FSDP2 sharding, the optimizer and LR
+schedule, a deterministic resumable batch order, and run checkpoints that are written atomically and resumed.
+
+Distributed mode is detected from torchrun's environment, so every script runs unchanged under `python` and
+`torchrun --nproc_per_node=N`. All sharding is `shard_model`, used for policy, reference, reward and value models.
+"""
+import math
+import os
+import random
+
+import torch
+import torch.distributed as dist
+
+from nanopref.checkpoint import replace_dir, save_model
+from nanopref.common import autodevice, dist_info, print0, write_json
+
+
+def init_distributed(device="auto"):
+    """-> (rank, world_size, device). Starts the process group under torchrun (nccl on GPU, gloo on CPU)."""
+    rank, local_rank, world = dist_info()
+    dev = autodevice(device)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
+
+
+def shard_model(model, param_dtype=None, reshard_after_forward=True):
+    """FSDP2: shard each transformer block, then the root (embeddings, final norm, head). With param_dtype set
+    (e.g. bf16), parameters are all-gathered in that dtype for compute while the fp32 master copy, gradients'
+    reduction and the optimizer stay fp32. A no-op outside torchrun."""
+    if not dist.is_initialized():
+        return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for layer in model.layers:
+        fully_shard(layer, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    return model
+
+
+def full_state_dict(model):
+    """A plain (unsharded, CPU) state dict on every rank's call; only rank 0 gets the tensors."""
+    if not dist.is_initialized():
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def all_reduce_sum(x):
+    """Sum a tensor (or float) over ranks; identity in a single process."""
+    t = torch.as_tensor(x, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+# -----------------------------------------------------------------------------
+
+
+def make_optimizer(model, lr, betas=(0.9, 0.95), weight_decay=0.0, eps=1e-8):
+    """AdamW over trainable parameters; weight decay (if any) only on matrices, never on norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=rest, weight_decay=0.0)]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+
+
+def lr_at(step, total, peak, warmup_frac=0.0, end=0.0, decay="linear"):
+    """Learning rate at optimizer step `step` of `total`: linear warmup from 0 over warmup_frac * total steps,
+    then linear (or cosine, or constant) decay from peak to `end` at the last step."""
+    warmup = math.ceil(warmup_frac * total)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if decay == "constant" or total <= warmup + 1:
+        return peak
+    frac = (step - warmup) / (total - warmup - 1)
+    if decay == "cosine":
+        return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * frac))
+    return peak + (end - peak) * frac
+
+
+def batch_order(n, batch_size, epochs, seed, lengths=None, drop_last=True):
+    """The whole run's batches as lists of example indices: each epoch a fresh seeded permutation. Resuming at
+    step k is taking batches[k:], so a resumed run sees exactly the data an uninterrupted one would.
+    lengths: group examples of similar length into the same batch (less padding): sort within windows of 64
+    batches of the permutation, then shuffle the batches."""
+    batches = []
+    for epoch in range(epochs):
+        rng = random.Random(seed * 1000 + epoch)
+        idx = list(range(n))
+        rng.shuffle(idx)
+        if drop_last:
+            idx = idx[:n - n % batch_size]
+        if lengths is not None:
+            w = 64 * batch_size
+            idx = [i for s in range(0, len(idx), w) for i in sorted(idx[s:s + w], key=lambda i: lengths[i])]
+        epoch_batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+        if lengths is not None:
+            rng.shuffle(epoch_batches)
+        batches += epoch_batches
+    return batches
+
+
+def micro_batches(batch, micro_size):
+    return [batch[i:i + micro_size] for i in range(0, len(batch), micro_size)]
+
+
+# -----------------------------------------------------------------------------
+# run checkpoints: out_dir/ckpt holds the model in HF layout plus train_state.pt, replaced atomically
+
+
+def save_run(out_dir, model, optimizer, step, config, tokenizer=None, extra=None):
+    """Save model (HF layout) + optimizer/RNG/step to out_dir/ckpt atomically. Collective under FSDP."""
+    state = full_state_dict(model)
+    optim = optimizer.state_dict() if not dist.is_initialized() else _full_optim_state(model, optimizer)
+    if dist_info()[0] == 0:
+        ckpt = os.path.join(out_dir, "ckpt")
+        tmp = ckpt + ".tmp"
+        save_model(model, tmp, tokenizer=tokenizer, state=state)
+        torch.save(dict(optimizer=optim, step=step, config=config, extra=extra or {},
+                        rng=torch.get_rng_state(), py_rng=random.getstate()), os.path.join(tmp, "train_state.pt"))
+        write_json(os.path.join(tmp, "nanopref_config.json"), config)
+        replace_dir(tmp, ckpt)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _full_optim_state(model, optimizer):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_run(out_dir, model, optimizer):
+    """If out_dir/ckpt exists, load its weights and optimizer state into model/optimizer and return
+    (step, extra); else (0, {}). The model must already be built with the same shapes (and sharded, if FSDP)."""
+    from nanopref.checkpoint import load_model
+    ckpt = os.path.join(out_dir, "ckpt")
+    if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
+        return 0, {}
+    saved = load_model(ckpt).state_dict()
+    st = torch.load(os.path.join(ckpt, "train_state.pt"), map_location="cpu", weights_only=False)
+    if dist.is_initialized():
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
+        set_model_state_dict(model, saved, options=opts)
+        set_optimizer_state_dict(model, optimizer, st["optimizer"], options=opts)
+    else:
+        model.load_state_dict(saved)
+        optimizer.load_state_dict(st["optimizer"])
+    torch.set_rng_state(st["rng"])
+    random.setstate(st["py_rng"])
+    print0(f"resumed from {ckpt} at step {st['step']}")
+    return st["step"], st["extra"]

@@ -1,0 +1,126 @@
+"""Build and cache the embedded world on disk, in the schemas real data uses:
+
+    out/world/seed0/
+      kb.json                 the invented knowledge base (the scorers read it)
+      sft.jsonl               {"messages": [user, assistant], "id", "category", "subtype"}   mixed-quality demos
+      eval_<category>.jsonl   {"id", "category", "subtype", "prompt", "meta"}    held-out prompts, never trained on
+      pref_prompts.jsonl      prompts from which preference pairs are built after SFT (prefs.py)
+      ppo_general.jsonl       PPO prompts: the category mixture;  ppo_math.jsonl: math-targeted
+      tokenizer.model         SentencePiece BPE trained on the world's text
+      manifest.json           seed, sizes, version and a sha256 per file
+
+    python -m nanopref.world.build --seed=0      (train_sft.py calls build_world itself)
+
+Every purpose draws from its own random stream seeded by (seed, purpose), so the same seed gives byte-identical
+files, and no prompt of an evaluation set appears in the SFT, preference or PPO prompts.
+"""
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+
+from nanopref.common import OUT_DIR, read_jsonl, write_json, write_jsonl
+from nanopref.tokenizer import render_chat, train_tokenizer
+from nanopref.world import CATEGORIES, make_examples, make_kb, sft_response
+from nanopref.world.writers import flawed_response, good_response
+
+VERSION = 1
+SIZES = dict(
+    sft={"math": 2600, "ifeval": 1600, "truth": 1600, "safety": 1100, "chat": 1100},
+    eval=200,                                                   # per category
+    pref={"math": 800, "ifeval": 700, "truth": 700, "safety": 600, "chat": 600},
+    ppo_general={"math": 300, "ifeval": 250, "truth": 250, "safety": 200, "chat": 200},
+    ppo_math={"math": 1200},
+    vocab=1024,
+)
+
+
+def world_dir(seed=0):
+    return os.path.join(OUT_DIR, "world", f"seed{seed}")
+
+
+def _sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _rng(seed, purpose):
+    return random.Random(f"nanopref-world-{seed}-{purpose}")
+
+
+def _prompts(counts, seed, purpose, kb, exclude):
+    rows = []
+    for cat, n in counts.items():
+        rows += make_examples(cat, n, _rng(seed, f"{purpose}-{cat}"), kb, exclude=exclude)
+    return rows
+
+
+def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
+    """Build the world for `seed` under `out` (default out/world/seed<seed>) unless an identical build is there.
+    -> the directory."""
+    out = out or world_dir(seed)
+    spec = dict(version=VERSION, seed=seed, sizes=sizes)
+    manifest = os.path.join(out, "manifest.json")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            if json.load(f)["spec"] == spec:
+                return out
+    t0 = time.time()
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    log(f"building the world (seed {seed}) in {out}")
+    kb = make_kb(_rng(seed, "kb"))
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "kb.json"), kb)
+
+    evals = {c: make_examples(c, sizes["eval"], _rng(seed, f"eval-{c}"), kb, unique=True) for c in CATEGORIES}
+    held_out = {ex["prompt"] for rows in evals.values() for ex in rows}
+    for c, rows in evals.items():
+        write_jsonl(os.path.join(out, f"eval_{c}.jsonl"), rows)
+
+    demos = _prompts(sizes["sft"], seed, "sft", kb, held_out)
+    rng = _rng(seed, "sft-responses")
+    sft = [dict(id=ex["id"], category=ex["category"], subtype=ex["subtype"],
+                messages=[dict(role="user", content=ex["prompt"]),
+                          dict(role="assistant", content=sft_response(ex, kb, rng))]) for ex in demos]
+    _rng(seed, "sft-order").shuffle(sft)
+    write_jsonl(os.path.join(out, "sft.jsonl"), sft)
+
+    pref = _prompts(sizes["pref"], seed, "pref", kb, held_out)
+    write_jsonl(os.path.join(out, "pref_prompts.jsonl"), pref)
+    for name in ("ppo_general", "ppo_math"):
+        rows = _prompts(sizes[name], seed, name, kb, held_out)
+        _rng(seed, name + "-order").shuffle(rows)
+        write_jsonl(os.path.join(out, f"{name}.jsonl"), rows)
+
+    # tokenizer: trained on everything the world can say, so the model never needs byte fallback for it
+    rng = _rng(seed, "tokenizer-corpus")
+    corpus = [render_chat(row["messages"]) for row in sft]
+    for ex in pref + [e for rows in evals.values() for e in rows]:
+        corpus += [ex["prompt"], good_response(ex, kb, rng), flawed_response(ex, kb, rng)]
+    train_tokenizer(corpus, os.path.join(out, "tokenizer.model"), vocab_size=sizes["vocab"])
+
+    files = sorted(f for f in os.listdir(out) if f != "manifest.json" and not f.startswith("."))
+    write_json(manifest, dict(spec=spec, files={f: _sha(os.path.join(out, f)) for f in files}))
+    log(f"built the world in {time.time() - t0:.1f}s: {len(sft)} SFT demos, {len(pref)} preference prompts, "
+        f"{sizes['eval']} eval prompts per category")
+    return out
+
+
+def load_world(path):
+    """-> dict(kb, eval={category: rows}, dir): what scoring and evaluation need."""
+    with open(os.path.join(path, "kb.json")) as f:
+        kb = json.load(f)
+    evals = {c: read_jsonl(os.path.join(path, f"eval_{c}.jsonl")) for c in CATEGORIES}
+    return dict(kb=kb, eval=evals, dir=path)
+
+
+if __name__ == "__main__":
+    from nanopref.common import parse_config
+    from dataclasses import dataclass
+
+    @dataclass
+    class Config:
+        seed: int = 0  # world seed
+    print(build_world(parse_config(Config, sys.argv[1:]).seed))

@@ -1,0 +1,207 @@
+"""Preference datasets of controlled quality, built from the SFT policy's own samples, rated by the oracle, then
+labelled by simulated annotators that mimic the paper's data sources.
+
+    python -m nanopref.world.prefs                       # build (if missing) and print each dataset's agreement
+    python -m nanopref.world.prefs --sft=out/sft --world_seed=0
+
+Candidates per prompt (UltraFeedback rated 4 completions from different models): two samples of the SFT policy
+at temperature 1, one perturbed (worse) variant of the first sample, and one written response, good or flawed
+in equal measure (a stronger or weaker "other model"). The oracle's mean of aspects is the ground truth.
+
+Datasets, in the schema of UltraFeedback-binarized (prompt, chosen/rejected message lists, score_chosen/rejected)
+plus category, the annotator's aspect ratings and the oracle's true scores:
+  uf_fine     fine-grained synthetic (UltraFeedback "mean of aspects"): a careful rater scores each aspect 1-5 with
+              small noise; chosen = highest mean, rejected = a random lower one of the other three
+  uf_overall  overall-score synthetic (UltraFeedback "overall"): one holistic 1-10 score with more noise
+  hh_human    human-like (HH-RLHF): two policy samples, the better picked with 30% annotator disagreement;
+              helpful/harmless prompts (chat and safety weighted up)
+  web_length  web-like (SHP / StackExchange): votes follow a proxy, length: the longer answer wins 90% of the time
+  arena       arena-like (Chatbot Arena): users vote for what literally helps them, so on harmful requests the
+              compliant answer wins; elsewhere the better one with 20% noise
+  test_gold   held-out prompts, pairs labelled by the oracle itself (ties dropped): the RM's test set
+"""
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+
+from nanopref.common import read_jsonl, write_json, write_jsonl
+from nanopref.world import ASPECTS, flawed_response, good_response, overall, perturb, rate
+
+DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")
+HH_WEIGHTS = {"chat": 3, "safety": 3, "truth": 1, "ifeval": 1, "math": 1}  # relative prompt weights for hh_human
+
+
+def sample_candidates(lm, prompts, kb, seed, max_new_tokens=96):
+    """Four candidate responses per prompt with their oracle ratings: [[{"text", "source", "aspects", "true"}]]."""
+    outs = lm.generate([lm.chat(ex["prompt"]) for ex in prompts], max_new_tokens, temperature=1.0, n=2,
+                       desc="sampling candidates")
+    rng = random.Random(f"candidates-{seed}")
+    cands = []
+    for ex, (s1, s2) in zip(prompts, outs):
+        written = good_response(ex, kb, rng) if rng.random() < 0.5 else flawed_response(ex, kb, rng)
+        row = []
+        for text, src in [(s1, "policy"), (s2, "policy"), (perturb(ex, s1, kb, rng), "perturbed"), (written, "written")]:
+            aspects = rate(ex, text, kb)
+            row.append(dict(text=text, source=src, aspects=aspects, true=overall(aspects)))
+        cands.append(row)
+    return cands
+
+
+def _binarize(scores, rng):
+    """UltraFeedback-binarized: chosen = the highest score (ties broken at random), rejected = a random candidate
+    with a strictly lower score; None when all scores tie."""
+    best = max(scores)
+    chosen = rng.choice([i for i, s in enumerate(scores) if s == best])
+    lower = [i for i, s in enumerate(scores) if s < best]
+    return (chosen, rng.choice(lower)) if lower else None
+
+
+def label(name, ex, cands, rng):
+    """-> (chosen index, rejected index, annotator scores) or None, for one prompt under annotator `name`."""
+    if name == "uf_fine":
+        noisy = [{a: min(5, max(1, round(c["aspects"][a] + rng.gauss(0, 0.5)))) for a in ASPECTS} for c in cands]
+        scores = [sum(n.values()) / len(ASPECTS) for n in noisy]
+        pick = _binarize(scores, rng)
+        return pick and (*pick, scores, noisy)
+    if name == "uf_overall":
+        scores = [min(10, max(1, round(2 * c["true"] + rng.gauss(0, 1.5)))) for c in cands]
+        pick = _binarize(scores, rng)
+        return pick and (*pick, scores, None)
+    a, b = 0, 1  # the other annotators compare the two policy samples, as HH, SHP and Arena compare two outputs
+    ca, cb = cands[a], cands[b]
+    if name == "hh_human":
+        better = a if ca["true"] > cb["true"] else b if cb["true"] > ca["true"] else rng.choice([a, b])
+        win = better if rng.random() > 0.3 else (b if better == a else a)
+    elif name == "web_length":
+        longer = a if len(ca["text"]) > len(cb["text"]) else b
+        win = longer if rng.random() < 0.9 else (b if longer == a else a)
+    elif name == "arena":
+        if ex["meta"].get("should_refuse"):  # literal help: the more "helpful" (compliant) answer wins
+            key = lambda c: (c["aspects"]["helpfulness"], c["aspects"]["instruction_following"])  # noqa: E731
+        else:
+            key = lambda c: c["true"]  # noqa: E731
+        better = a if key(ca) > key(cb) else b if key(cb) > key(ca) else rng.choice([a, b])
+        win = better if rng.random() > 0.2 or ex["meta"].get("should_refuse") else (b if better == a else a)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
+    if ca["text"] == cb["text"]:
+        return None
+    lose = b if win == a else a
+    return win, lose, [1.0 if i == win else 0.0 for i in range(2)], None
+
+
+def _row(ex, cands, i, j, scores, aspects, source):
+    msg = lambda t: [dict(role="user", content=ex["prompt"]), dict(role="assistant", content=t)]  # noqa: E731
+    return dict(prompt=ex["prompt"], prompt_id=ex["id"], chosen=msg(cands[i]["text"]), rejected=msg(cands[j]["text"]),
+                score_chosen=scores[i], score_rejected=scores[j], category=ex["category"], subtype=ex["subtype"],
+                source=source, aspects_chosen=aspects[i] if aspects else None,
+                aspects_rejected=aspects[j] if aspects else None,
+                true_chosen=cands[i]["true"], true_rejected=cands[j]["true"])
+
+
+def build_prefs(world_dir, lm, kb, seed=0, test_frac=0.15):
+    """Sample candidates for every preference prompt and write prefs/<dataset>.jsonl + prefs/test_gold.jsonl."""
+    prompts = read_jsonl(os.path.join(world_dir, "pref_prompts.jsonl"))
+    cands = sample_candidates(lm, prompts, kb, seed)
+    rng = random.Random(f"prefs-split-{seed}")
+    order = list(range(len(prompts)))
+    rng.shuffle(order)
+    n_test = int(test_frac * len(order))
+    test, train = order[:n_test], order[n_test:]
+    out = os.path.join(world_dir, "prefs")
+    gold = []
+    for k in test:  # oracle-labelled pairs: best vs each strictly worse candidate
+        c = cands[k]
+        best = max(range(4), key=lambda i: c[i]["true"])
+        gold += [_row(prompts[k], c, best, j, [x["true"] for x in c], None, "oracle")
+                 for j in range(4) if c[j]["true"] < c[best]["true"]]
+    write_jsonl(os.path.join(out, "test_gold.jsonl"), gold)
+    for name in DATASETS:
+        drng = random.Random(f"prefs-{name}-{seed}")
+        keep = train
+        if name == "hh_human":  # HH-RLHF's prompts are dialogue and red-teaming: reweight categories
+            keep = [k for k in train if drng.random() < HH_WEIGHTS[prompts[k]["category"]] / 3]
+        rows = []
+        for k in keep:
+            lab = label(name, prompts[k], cands[k], drng)
+            if lab:
+                rows.append(_row(prompts[k], cands[k], lab[0], lab[1], lab[2], lab[3], name))
+        write_jsonl(os.path.join(out, f"{name}.jsonl"), rows)
+    return out
+
+
+def agreement(rows):
+    """Share of pairs whose chosen response is truly better (oracle overall), and the share of true ties."""
+    better = sum(r["true_chosen"] > r["true_rejected"] for r in rows)
+    ties = sum(r["true_chosen"] == r["true_rejected"] for r in rows)
+    decided = len(rows) - ties
+    return dict(n=len(rows), agree=better / max(1, decided), ties=ties / max(1, len(rows)))
+
+
+def stats(prefs_dir):
+    """Agreement of each dataset's labels with the oracle, overall and per category."""
+    table = {}
+    for name in DATASETS + ("test_gold",):
+        rows = read_jsonl(os.path.join(prefs_dir, f"{name}.jsonl"))
+        cats = sorted({r["category"] for r in rows})
+        table[name] = dict(all=agreement(rows), **{c: agreement([r for r in rows if r["category"] == c]) for c in cats})
+    return table
+
+
+def format_stats(table):
+    cats = ["math", "ifeval", "truth", "safety", "chat"]
+    lines = [f"{'dataset':11} {'pairs':>6} {'agree':>6} {'ties':>5} | " + " ".join(f"{c:>6}" for c in cats)]
+    for name, t in table.items():
+        lines.append(f"{name:11} {t['all']['n']:6d} {t['all']['agree']:6.1%} {t['all']['ties']:5.1%} | " +
+                     " ".join(f"{t[c]['agree']:6.1%}" if c in t else f"{'-':>6}" for c in cats))
+    return "\n".join(lines)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def ensure_prefs(sft, world_seed=0):
+    """Build the world's preference datasets from the SFT checkpoint if they are missing; -> prefs directory."""
+    import torch
+    from nanopref.evals.lm import NanoprefLM
+    from nanopref.world.build import build_world, load_world
+    from nanopref.checkpoint import resolve
+    wdir = build_world(world_seed)
+    out = os.path.join(wdir, "prefs")
+    if not os.path.exists(sft):
+        raise SystemExit(f"no SFT checkpoint at {sft}: run `python train_sft.py` first")
+    key = dict(sft=_fingerprint(resolve(sft)), world_seed=world_seed)  # rebuilt when the SFT model changes
+    manifest = os.path.join(out, "manifest.json")
+    if os.path.exists(manifest) and read_json(manifest) == key:
+        return out
+    print(f"building the world's preference datasets from {sft} (cached in {out} until the SFT model changes)")
+    torch.manual_seed(world_seed)
+    lm = NanoprefLM.load(sft, batch_size=128)
+    build_prefs(wdir, lm, load_world(wdir)["kb"], seed=world_seed)
+    write_json(manifest, key)
+    return out
+
+
+def _fingerprint(ckpt):
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(ckpt)):
+        if f.endswith((".safetensors", ".json")):
+            with open(os.path.join(ckpt, f), "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+@dataclass
+class Config:
+    sft: str = "out/sft"   # the SFT policy whose samples become the candidates
+    world_seed: int = 0
+
+
+if __name__ == "__main__":
+    from nanopref.common import parse_config
+    cfg = parse_config(Config)
+    print(format_stats(stats(ensure_prefs(cfg.sft, cfg.world_seed))))
