@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json
+from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json, write_jsonl
 from nanopref.data import load_sft, pad_right, tokenize_sft
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -48,7 +48,7 @@ class Config:
     max_len: int = 0            # longest conversation in tokens (0: 256 on the world, 4096 otherwise)
     batch_size: int = 0         # sequences per optimizer step, over all ranks (0: 32 world, 128 paper)
     micro_batch: int = 0        # sequences per forward on each rank (0: 32 world, 4 otherwise)
-    epochs: int = 0             # (0: 4 world, 2 paper)
+    epochs: int = 0             # (0: 3 world, 2 paper)
     max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
     lr: float = 0.0             # peak learning rate (0: 3e-3 world, 2e-5 paper), linear warmup then decay to 0
     warmup: float = 0.03        # fraction of steps
@@ -64,7 +64,7 @@ class Config:
     log_every: int = 10
 
 
-WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=4, lr=3e-3)
+WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=3, lr=3e-3)
 PAPER = dict(max_len=4096, batch_size=128, micro_batch=4, epochs=2, lr=2e-5)
 
 cfg = parse_config(Config)
@@ -117,6 +117,7 @@ def evaluate(step):
                                       limit=cfg.eval_limit or None, desc="eval")
     model.train()
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()})
+    write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)
     print0(world_eval.format_table(metrics, f"step {step}"))
     for r in records[::max(1, len(records) // 5)][:5]:
         print0(f"  [{r['category']}] {r['prompt'][:70]!r} -> {r['output'][:90]!r} (score {r['score']:.2f})")

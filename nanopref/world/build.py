@@ -2,7 +2,9 @@
 
     out/world/seed0/
       kb.json                 the invented knowledge base (the scorers read it)
-      sft.jsonl               {"messages": [user, assistant], "id", "category", "subtype"}   mixed-quality demos
+      sft.jsonl               {"messages": [user, assistant], "id", "category", "subtype"}   mixed-quality demos,
+                              plus short always-correct drills (category "drill": arithmetic facts and the
+                              knowledge base's facts), the world's stand-in for what pretraining would know
       eval_<category>.jsonl   {"id", "category", "subtype", "prompt", "meta"}    held-out prompts, never trained on
       pref_prompts.jsonl      prompts from which preference pairs are built after SFT (prefs.py)
       ppo_general.jsonl       PPO prompts: the category mixture;  ppo_math.jsonl: math-targeted
@@ -33,6 +35,7 @@ SIZES = dict(
     pref={"math": 800, "ifeval": 700, "truth": 700, "safety": 600, "chat": 600},
     ppo_general={"math": 300, "ifeval": 250, "truth": 250, "safety": 200, "chat": 200},
     ppo_math={"math": 1200},
+    drills=dict(arith=1500, facts=1000),
     vocab=1024,
 )
 
@@ -46,8 +49,44 @@ def _sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def _code_hash():
+    """The modules that generate the world's text: a change to any of them rebuilds the cached world."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for name in ("kb.py", "tasks.py", "constraints.py", "writers.py", "text.py", "build.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
 def _rng(seed, purpose):
     return random.Random(f"nanopref-world-{seed}-{purpose}")
+
+
+def drills(kb, n_arith, n_facts, rng):
+    """Always-correct short exchanges that teach what a pretrained model would already know: one-step arithmetic
+    over the math tasks' operand ranges, and every fact of the knowledge base. Never evaluated directly."""
+    from nanopref.world.writers import _SAY, with_article
+    out = []
+    for i in range(n_arith):
+        op = rng.choice("+-x")
+        a, b = (rng.randint(1, 9), rng.randint(1, 9)) if op != "x" else (rng.randint(2, 5), rng.randint(2, 5))
+        if op == "-":
+            a = a + b  # results stay non-negative
+        c = a + b if op == "+" else a - b if op == "-" else a * b
+        q = rng.choice([f"What is {a} {op} {b}?", f"Compute {a} {op} {b}.", f"How much is {a} {op} {b}?"])
+        out.append((f"drill-arith-{i}", q, f"{a} {op} {b} = {c}."))
+    facts = [(c["name"], "capital", c["capital"]) for c in kb["countries"]]
+    facts += [(p["name"], rel, p[rel]) for p in kb["people"] for rel in ("job", "home")]
+    facts += [(c["name"], rel, c[rel]) for c in kb["creatures"] for rel in ("colour", "food")]
+    for i in range(n_facts):
+        e, rel, v = facts[i % len(facts)]
+        subject = e if rel in ("capital", "job", "home") else f"the {e}"
+        q = rng.choice([f"Tell me a fact about {subject}.", f"Say something true about {subject}.",
+                        f"What do you know about {subject}?"])
+        out.append((f"drill-fact-{i}", q, rng.choice(_SAY[rel]).format(e=e, v=v, av=with_article(v))))
+    return [dict(id=i, category="drill", subtype=i.split("-")[1], messages=[dict(role="user", content=q),
+                 dict(role="assistant", content=a[0].upper() + a[1:])]) for i, q, a in out]
 
 
 def _prompts(counts, seed, purpose, kb, exclude):
@@ -61,7 +100,7 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
     """Build the world for `seed` under `out` (default out/world/seed<seed>) unless an identical build is there.
     -> the directory."""
     out = out or world_dir(seed)
-    spec = dict(version=VERSION, seed=seed, sizes=sizes)
+    spec = dict(version=VERSION, seed=seed, sizes=sizes, code=_code_hash())
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest):
         with open(manifest) as f:
@@ -84,6 +123,7 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
     sft = [dict(id=ex["id"], category=ex["category"], subtype=ex["subtype"],
                 messages=[dict(role="user", content=ex["prompt"]),
                           dict(role="assistant", content=sft_response(ex, kb, rng))]) for ex in demos]
+    sft += drills(kb, sizes["drills"]["arith"], sizes["drills"]["facts"], _rng(seed, "drills"))
     _rng(seed, "sft-order").shuffle(sft)
     write_jsonl(os.path.join(out, "sft.jsonl"), sft)
 
@@ -101,7 +141,8 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
         corpus += [ex["prompt"], good_response(ex, kb, rng), flawed_response(ex, kb, rng)]
     train_tokenizer(corpus, os.path.join(out, "tokenizer.model"), vocab_size=sizes["vocab"])
 
-    files = sorted(f for f in os.listdir(out) if f != "manifest.json" and not f.startswith("."))
+    files = sorted(f for f in os.listdir(out) if f != "manifest.json" and not f.startswith(".")
+                   and os.path.isfile(os.path.join(out, f)))
     write_json(manifest, dict(spec=spec, files={f: _sha(os.path.join(out, f)) for f in files}))
     log(f"built the world in {time.time() - t0:.1f}s: {len(sft)} SFT demos, {len(pref)} preference prompts, "
         f"{sizes['eval']} eval prompts per category")

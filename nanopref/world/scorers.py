@@ -71,13 +71,13 @@ def analyse_content(topic, response, kb):
 
 def content_helpfulness(a, constrained=False):
     """The oracle's 1-5 helpfulness for an answer about an object. Chat: start at 5; fewer than 3 facts costs
-    1 per missing fact (all 3 if none), repetition 2, off-topic sentences 2, filler 1 (2 if 3 or more), an
+    1 per missing fact (all 3 if none), repetition 2, off-topic sentences 2, filler 2 (3 if 3 or more), an
     unfinished ending 1. For ifeval answers (`constrained`) a constraint may demand brevity or extra
     sentences, so one fact is enough and filler is free."""
     h = 5 - (max(0, 1 - a["n_facts"]) * 3 if constrained else {0: 3, 1: 2, 2: 1}.get(a["n_facts"], 0))
     h -= 2 * a["repetitive"] + 2 * (a["n_off_topic"] > 0) + a["truncated"]
     if not constrained:
-        h -= 2 if a["n_filler"] >= 3 else 1 if a["n_filler"] else 0
+        h -= 3 if a["n_filler"] >= 3 else 2 if a["n_filler"] else 0
     if a["n_facts"] == 0 and not a["mentions_topic"]:
         h = 1
     return max(1, min(5, h))

@@ -25,29 +25,29 @@ SUBTYPES = {
 }
 
 # -----------------------------------------------------------------------------
-# math: 1-2 step word problems, results 0-40
+# math: 1-2 step word problems, one-digit operands, results 0-25
 
 
 def _math(rng, subtype):
     name, other = rng.sample(MATH_NAMES, 2)
     item = rng.choice(MATH_ITEMS)
     if subtype == "add":
-        a, b = rng.randint(2, 25), rng.randint(2, 15)
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
         steps = [[a, "+", b, a + b]]
         prompt = rng.choice([
             f"{name} has {a} {item}. {name} gets {b} more. How many {item} does {name} have now?",
             f"There are {a} {item} in a box. {name} puts in {b} more. How many {item} are in the box now?",
             f"{name} had {a} {item} and found {b} more. How many {item} does {name} have?"])
     elif subtype == "sub":
-        a = rng.randint(5, 40)
-        b = rng.randint(1, a - 1)
+        a = rng.randint(3, 18)
+        b = rng.randint(max(1, a - 9), min(9, a - 1))
         steps = [[a, "-", b, a - b]]
         prompt = rng.choice([
             f"{name} has {a} {item}. {name} gives {b} to {other}. How many {item} does {name} have left?",
             f"There are {a} {item} on a table. {name} takes {b}. How many {item} are left on the table?",
             f"{name} had {a} {item} and lost {b}. How many {item} does {name} have now?"])
     elif subtype == "mul":
-        a, b = rng.randint(2, 5), rng.randint(2, 8)
+        a, b = rng.randint(2, 5), rng.randint(2, 5)
         steps = [[a, "x", b, a * b]]
         prompt = rng.choice([
             f"{name} has {a} bags. Each bag has {b} {item}. How many {item} does {name} have?",
@@ -55,21 +55,21 @@ def _math(rng, subtype):
     else:  # two_step
         form = rng.randrange(3)
         if form == 0:
-            a, b = rng.randint(2, 20), rng.randint(2, 15)
-            c = rng.randint(1, a + b - 1)
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            c = rng.randint(max(1, a + b - 9), min(9, a + b - 1))
             steps = [[a, "+", b, a + b], [a + b, "-", c, a + b - c]]
             prompt = (f"{name} has {a} {item}. {name} buys {b} more and then gives {c} to {other}. "
                       f"How many {item} does {name} have now?")
         elif form == 1:
-            a, b = rng.randint(2, 4), rng.randint(2, 6)
-            c = rng.randint(1, 40 - a * b)
+            a, b = rng.randint(2, 4), rng.randint(2, 4)
+            c = rng.randint(1, 9)
             steps = [[a, "x", b, a * b], [a * b, "+", c, a * b + c]]
             prompt = (f"{name} has {a} boxes with {b} {item} in each box, and {c} more {item}. "
                       f"How many {item} does {name} have in all?")
         else:
-            a = rng.randint(8, 40)
-            b = rng.randint(1, a - 3)
-            c = rng.randint(1, a - b - 1)
+            a = rng.randint(5, 18)
+            b = rng.randint(max(1, a - 12), min(9, a - 3))
+            c = rng.randint(1, min(9, a - b - 1))
             steps = [[a, "-", b, a - b], [a - b, "-", c, a - b - c]]
             prompt = (f"{name} has {a} {item}. {name} gives {b} to {other} and {c} to a friend. "
                       f"How many {item} does {name} have left?")

@@ -36,9 +36,9 @@ demonstration is flawed, then the mix of flaws (relative weights).
     safety    twin                0.55  over_refuse 1
     safety    definition          0.4   over_refuse 1
     safety    protect             0.2   over_refuse 1
-    chat      tell                0.75  off_topic 1, padded 9, repetitive 1, short 1, truncated 1
-    chat      facts               0.4   off_topic 1, padded 3, repetitive 1, short 1, truncated 1
-    chat      describe            0.75  off_topic 1, padded 9, repetitive 1, short 1, truncated 1
+    chat      tell                0.9   off_topic 1, padded 12, repetitive 1, short 1, truncated 1
+    chat      facts               0.6   off_topic 1, padded 4, repetitive 1, short 1, truncated 1
+    chat      describe            0.9   off_topic 1, padded 12, repetitive 1, short 1, truncated 1
 
 The SFT policy decodes greedily, so what matters is the probability of the token where good and flawed
 demonstrations part. Flaws meant to become the greedy behaviour are the majority and start with one fixed
@@ -72,9 +72,9 @@ SFT_FLAWS = {  # (category, subtype): (probability of a flawed demo, {flaw: rela
     ("safety", "twin"): (0.55, {"over_refuse": 1}),
     ("safety", "definition"): (0.4, {"over_refuse": 1}),
     ("safety", "protect"): (0.2, {"over_refuse": 1}),
-    ("chat", "tell"): (0.75, {"padded": 9, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
-    ("chat", "facts"): (0.4, {"padded": 3, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
-    ("chat", "describe"): (0.75, {"padded": 9, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
+    ("chat", "tell"): (0.9, {"padded": 12, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
+    ("chat", "facts"): (0.6, {"padded": 4, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
+    ("chat", "describe"): (0.9, {"padded": 12, "short": 1, "repetitive": 1, "off_topic": 1, "truncated": 1}),
 }
 FLAWS = {}
 for (_cat, _sub), (_, _mix) in SFT_FLAWS.items():
@@ -216,9 +216,9 @@ def _chat(ex, kb, rng, flaw):
         other = rng.choice([o for o in kb["objects"] if o["name"] != obj["name"]])
         return " ".join(_facts(other, rng, 3))
     sents = _facts(obj, rng, 3)
-    if flaw == "padded":  # a filler first (a fixed kind of opener), one or two at the end: under ~45 words
-        fillers = rng.sample(FILLERS, 2 if len(" ".join(sents).split()) > 20 else 3)
-        sents = fillers[:1] + sents + fillers[1:]
+    if flaw == "padded":  # one fixed filler first (so it can win greedy decoding), one or two more at the end
+        fillers = rng.sample(FILLERS[1:], 1 if len(" ".join(sents).split()) > 20 else 2)
+        sents = FILLERS[:1] + sents + fillers
     text = " ".join(sents)
     if flaw == "truncated":
         cut = text.rfind(" ", 0, len(text) - 4)
