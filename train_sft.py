@@ -33,7 +33,7 @@ from nanopref.losses import sft_loss
 from nanopref.model import Transformer, model_args, num_params
 from nanopref.tokenizer import Tokenizer
 from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
-                               make_optimizer, micro_batches, save_run, shard_model)
+                               make_optimizer, micro_batches, save_run, shard_model, unsharded)
 from nanopref.world.build import build_world, load_world
 
 
@@ -58,6 +58,7 @@ class Config:
     eval_every: int = 0         # steps between world evaluations (0 = only at the end)
     eval_limit: int = 0         # prompts per category for evaluation (0 = the whole eval set: 200)
     save_every: int = 200       # steps between resumable checkpoints
+    stop_after: int = 0         # exit after this many steps, as if killed (to try out resuming)
     seed: int = 1337
     device: str = "auto"
     dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights stay fp32)
@@ -105,15 +106,18 @@ optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_de
 batches = batch_order(len(examples), cfg.batch_size, cfg.epochs, cfg.seed, lengths=[len(e[0]) for e in examples])
 total = min(len(batches), cfg.max_steps or len(batches))
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=True)
 start, _ = load_run(cfg.out_dir, model, optimizer)
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=start > 0)
 
 
 def evaluate(step):
-    if world is None or rank != 0:
+    if world is None:
         return None
-    model.eval()
-    metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
+    policy = unsharded(model)  # under FSDP: a full copy on rank 0 (all ranks must call this)
+    if rank != 0:
+        return None
+    policy.eval()
+    metrics, records = world_eval.run(NanoprefLM(policy, tok, cfg.template, batch_size=128), world,
                                       limit=cfg.eval_limit or None, desc="eval")
     model.train()
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()})
@@ -155,6 +159,8 @@ for step in range(start, total):
         evaluate(step)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
         save_run(cfg.out_dir, model, optimizer, step + 1, asdict(cfg), tok)
+    if cfg.stop_after and step + 1 == cfg.stop_after:
+        raise SystemExit(f"stopping after step {step + 1} as asked (--stop_after); run again to resume")
 
 # -----------------------------------------------------------------------------
 # final model (HF layout + tokenizer) and evaluation

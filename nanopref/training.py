@@ -48,6 +48,25 @@ def full_state_dict(model):
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
+def unsharded(model):
+    """The model itself outside torchrun; under FSDP a full copy on rank 0 (None elsewhere), built from the
+    gathered state dict, for evaluation and sampling that only rank 0 does. Collective: every rank calls it."""
+    if not dist.is_initialized():
+        return model
+    from nanopref.model import Transformer
+    state = full_state_dict(model)
+    if dist.get_rank() != 0:
+        return None
+    device = next(iter(model.parameters())).device
+    with torch.device("meta"):
+        copy = Transformer(model.args)
+    copy.load_state_dict(state, assign=True)
+    if model.args.tie_embeddings:
+        copy.output.weight = copy.tok_embeddings.weight
+    copy.init_rope()
+    return copy.to(device).eval()
+
+
 def all_reduce_sum(x):
     """Sum a tensor (or float) over ranks; identity in a single process."""
     t = torch.as_tensor(x, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")

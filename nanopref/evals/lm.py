@@ -38,11 +38,18 @@ class NanoprefLM:
     def _encode_prompt(self, text):
         return self.tok.encode(text, bos=True)
 
+    def num_tokens(self, text):
+        return len(self._encode_prompt(text))
+
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens, temperature=0.0, top_p=1.0, n=1, stop=None, desc=None):
         """n completions per prompt; text is cut at the first stop string. Prompts are batched by length; a prompt
         too long for the model keeps its last tokens (and a warning is counted in self.truncated)."""
         ids = [self._encode_prompt(p) for p in prompts for _ in range(n)]
+        if max_new_tokens > self.max_len // 2:  # e.g. a 512-token world model asked for GSM8K's 512 new tokens
+            print(f"warning: context {self.max_len} is too short for {max_new_tokens} new tokens; "
+                  f"generating {self.max_len // 2}")
+            max_new_tokens = self.max_len // 2
         limit = self.max_len - max_new_tokens
         self.truncated = sum(len(x) > limit for x in ids)
         ids = [x if len(x) <= limit else [self.tok.bos_id] + x[len(x) - limit + 1:] for x in ids]
@@ -78,7 +85,11 @@ class NanoprefLM:
         pairs = [self._split(c, x) for c, x in requests]
         out = [0.0] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
-        for b in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        if len(starts) > 20:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="log-likelihoods", leave=False)
+        for b in starts:
             idx = order[b:b + self.batch_size]
             seqs = [(pairs[i][0] + pairs[i][1])[-self.max_len:] for i in idx]
             T = max(len(s) for s in seqs)
