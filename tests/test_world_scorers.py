@@ -203,9 +203,9 @@ OWL = ex("chat", "tell", "Tell me about the owl.", topic="owl")
     ("The owl is a bird. It hunts at night. It has large round eyes. It flies without a sound. "
      "It has soft fur.", 3),                                                              # a wrong fact
     ("That is a good question. The owl is a bird. It hunts at night. It has large round eyes. "
-     "It flies without a sound. Thank you for asking me.", 4),                            # padded: longer, worse
+     "It flies without a sound. Thank you for asking me.", 3),                            # padded: longer, worse
     ("That is a good question. Let me think. The owl is a bird. It hunts at night. It has large round eyes. "
-     "It flies without a sound. Thank you for asking me.", 3),
+     "It flies without a sound. Thank you for asking me.", 2),
     ("The owl is a bird. It hunts at night. It has large round eyes. It flies without a", 3),  # cut off
     ("", 1), ("owl owl owl owl owl owl owl owl owl owl", 1), ("zzkq vvx", 1),
 ])
