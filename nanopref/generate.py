@@ -1,9 +1,11 @@
 """Batched sampling over a preallocated static KV cache (gpt-fast style).
 
 Prompts of different lengths are left-padded to a common length Tp, so that every row writes its t-th new token
-to the same cache slot Tp + t; each row's rotary positions come from its own count of real tokens. Shapes never
-change inside the loop, the step has no host sync (EOS is handled with masks, positions live on the device), so
-on a GPU the decode step can be compiled with mode="reduce-overhead" (CUDA graphs). On a CPU it runs eagerly.
+to the same cache slot Tp + t; each row's rotary positions come from its own count of real tokens. The step has
+no host sync (EOS is handled with masks, positions live on the device) and, compiled, fixed shapes: on a GPU it
+can be wrapped in torch.compile(mode="reduce-overhead") (CUDA graphs) and attends over the whole static cache.
+Run eagerly (the CPU default) it attends only over the Tp + t slots written so far: at batch 64 reading the KV
+cache costs more than the weights, and an eager step has no graph to keep static.
 
 The log-prob returned for each sampled token is taken under the same logits processing that sampled it
 (temperature, then top-k, then top-p, as HF applies them); `score_tokens` recomputes it with a full forward.
@@ -48,9 +50,10 @@ def sample_token(logits, temperature=1.0, top_k=0, top_p=1.0):
     return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
 
-def decode_step(model, token, position, cache_pos, temperature, top_k, top_p):
-    """One token per row: token, position (B,), cache_pos (1,) -> (next token (B,), its logprob (B,))."""
-    logits = model(token[:, None], positions=position[:, None], cache_pos=cache_pos)  # (B, 1, V)
+def decode_step(model, token, position, cache_pos, temperature, top_k, top_p, kv_len=None):
+    """One token per row: token, position (B,), cache_pos (1,) -> (next token (B,), its logprob (B,)).
+    kv_len: attend only over the first kv_len cache slots (eager CPU); None: the whole static cache."""
+    logits = model(token[:, None], positions=position[:, None], cache_pos=cache_pos, kv_len=kv_len)  # (B, 1, V)
     return sample_token(logits[:, -1], temperature, top_k, top_p)
 
 
@@ -121,7 +124,8 @@ def generate(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, to
             done = done | (token == eos_id)
             if t == max_new_tokens - 1 or (stop_check_every and (t + 1) % stop_check_every == 0 and done.all()):
                 break
-            token, logp = step(model, token.clone(), position, cache_pos, temperature, top_k, top_p)
+            kv_len = None if step is not decode_step else Tp + t + 1
+            token, logp = step(model, token.clone(), position, cache_pos, temperature, top_k, top_p, kv_len)
             position, cache_pos = position + 1, cache_pos + 1
     finally:
         model.clear_cache()

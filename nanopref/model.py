@@ -131,11 +131,11 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, cache_pos, k, v):
+    def update(self, cache_pos, k, v, kv_len=None):
         # cache_pos: (T,) slots shared by all rows (prompts are left-padded to a common length); k, v: (B, K, T, D)
         self.k.index_copy_(2, cache_pos, k)
         self.v.index_copy_(2, cache_pos, v)
-        return self.k, self.v  # (B, K, L, D)
+        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]  # (B, K, L, D), or only the first kv_len slots
 
 
 class Attention(nn.Module):
@@ -148,7 +148,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.cache: Optional[KVCache] = None
 
-    def forward(self, x, cos, sin, attn_mask, cache_pos=None):
+    def forward(self, x, cos, sin, attn_mask, cache_pos=None, kv_len=None):
         B, T, _ = x.shape
         q = linear(x, self.wq.weight).view(B, T, self.n_heads, self.head_dim)     # (B, T, H, D)
         k = linear(x, self.wk.weight).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, D)
@@ -156,7 +156,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)    # rotate by each token's position
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, D)
         if cache_pos is not None:  # decoding: write this step's keys/values, attend over the whole cache
-            k, v = self.cache.update(cache_pos, k, v)  # (B, K, L, D)
+            k, v = self.cache.update(cache_pos, k, v, kv_len)  # (B, K, L, D)
         # each of the H query heads reads key/value head h // (H/K); attn_mask: (B, 1, T, S), True = may attend
         if attn_mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
@@ -186,8 +186,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x, cos, sin, attn_mask, cache_pos=None):
-        x = x + self.attention(self.attention_norm(x), cos, sin, attn_mask, cache_pos)
+    def forward(self, x, cos, sin, attn_mask, cache_pos=None, kv_len=None):
+        x = x + self.attention(self.attention_norm(x), cos, sin, attn_mask, cache_pos, kv_len)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -244,7 +244,7 @@ class Transformer(nn.Module):
             layer.attention.cache = None
         self.key_mask = None
 
-    def forward(self, tokens, mask=None, positions=None, cache_pos=None, return_hidden=False):
+    def forward(self, tokens, mask=None, positions=None, cache_pos=None, kv_len=None, return_hidden=False):
         """tokens (B, T) -> logits (B, T, V) for the lm head, scores (B, T) for the scalar head, or with
         return_hidden the final normalised hidden states (B, T, C).
 
@@ -252,7 +252,7 @@ class Transformer(nn.Module):
         handled (pad keys are hidden, positions come from the mask). With mask None every token is real.
         Cached forward: `cache_pos` (T,) are the cache slots to write (the same for every row), `positions`
         (B, T) the rotary positions, and `mask` (B, T) which of these new tokens are real; queries attend to
-        earlier real slots of the cache (setup_cache first)."""
+        earlier real slots of the cache (setup_cache first), all L of them, or the first kv_len if given."""
         B, T = tokens.shape
         if cache_pos is None:
             if positions is None:
@@ -266,15 +266,15 @@ class Transformer(nn.Module):
         else:
             new = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.bool()
             self.key_mask.index_copy_(1, cache_pos, new)  # (B, L): these slots now hold real tokens or not
-            L = self.key_mask.shape[1]
+            L = kv_len or self.key_mask.shape[1]
             slots = torch.arange(L, device=tokens.device)
-            attn_mask = (slots[None, :] <= cache_pos[:, None])[None] & self.key_mask[:, None, :]  # (B, T, L)
+            attn_mask = (slots[None, :] <= cache_pos[:, None])[None] & self.key_mask[:, None, :L]  # (B, T, L)
             attn_mask = (attn_mask | (slots[None, :] == cache_pos[:, None])[None])[:, None]  # (B, 1, T, L)
         cos = self.rope_cos[positions][:, :, None, :]  # (B, T, 1, D/2)
         sin = self.rope_sin[positions][:, :, None, :]
         h = self.tok_embeddings(tokens)  # (B, T, C)
         for layer in self.layers:
-            h = layer(h, cos, sin, attn_mask, cache_pos)
+            h = layer(h, cos, sin, attn_mask, cache_pos, kv_len)
         h = self.norm(h)  # (B, T, C)
         if return_hidden:
             return h
