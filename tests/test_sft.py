@@ -65,3 +65,30 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert [r["step"] for r in m if "loss" in r][:1] == [0] and m[-1]["step"] == 6
     wa, wb = load_model(full).state_dict(), load_model(part).state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_sft_on_real_messages_and_checkpoint(tmp_path, data_file):
+    """The real-data path: a messages JSONL (UltraFeedback's chosen conversations) and an HF-layout checkpoint
+    with the Llama-2 tokenizer; over-long conversations are dropped and counted."""
+    from nanopref.checkpoint import save_model
+    from nanopref.data import load_preferences
+    from nanopref.model import Transformer, model_args
+    from nanopref.tokenizer import Tokenizer
+    tok = Tokenizer(data_file("tokenizer", "llama2_tokenizer.model"))
+    torch.manual_seed(0)
+    save_model(Transformer(model_args("test", vocab_size=32000, max_seq_len=1024)), str(tmp_path / "init"),
+               tokenizer=tok)
+    ex, _ = load_preferences(data_file("ultrafeedback", "train_prefs.sample500.jsonl"), limit=40)
+    with open(tmp_path / "sft.jsonl", "w") as f:
+        for e in ex:
+            f.write(json.dumps({"messages": e["prompt"] + [{"role": "assistant", "content": e["chosen"]}]}) + "\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "train_sft.py", f"--data={tmp_path / 'sft.jsonl'}",
+                        f"--init={tmp_path / 'init'}", f"--out_dir={tmp_path / 'out'}", "--max_len=512",
+                        "--batch_size=4", "--micro_batch=2", "--max_steps=2", "--log_every=1"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "longer than 512 tokens dropped" in r.stdout
+    model = load_model(str(tmp_path / "out"))
+    assert model.args.vocab_size == 32000 and os.path.exists(tmp_path / "out" / "model" / "tokenizer.model")
