@@ -3,6 +3,7 @@ labelled by simulated annotators that mimic the paper's data sources.
 
     python -m nanopref.world.prefs                       # build (if missing) and print each dataset's agreement
     python -m nanopref.world.prefs --sft=out/sft --world_seed=0
+(cached in out/world/seed<N>/prefs/, rebuilt whenever the SFT checkpoint or the world changes)
 
 Candidates per prompt (UltraFeedback rated 4 completions from different models): two samples of the SFT policy
 at temperature 1, one perturbed (worse) variant of the first sample, and one written response, good or flawed
@@ -174,7 +175,8 @@ def ensure_prefs(sft, world_seed=0):
     out = os.path.join(wdir, "prefs")
     if not os.path.exists(sft):
         raise SystemExit(f"no SFT checkpoint at {sft}: run `python train_sft.py` first")
-    key = dict(sft=_fingerprint(resolve(sft)), world_seed=world_seed)  # rebuilt when the SFT model changes
+    # rebuilt when the SFT model or the world (its prompts, its code) changes
+    key = dict(sft=_fingerprint(resolve(sft)), world=read_json(os.path.join(wdir, "manifest.json"))["spec"])
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and read_json(manifest) == key:
         return out

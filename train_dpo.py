@@ -1,0 +1,353 @@
+"""Direct Preference Optimization (Rafailov et al. 2023) from preference pairs, against a frozen reference model.
+
+    python train_dpo.py                     # the embedded world: policy and reference from out/sft (make it with
+                                            # `python train_sft.py`), pairs from the world's uf_fine; 270 steps,
+                                            # ~5-7 min on a shared 2-core CPU
+    python train_dpo.py --data=hh_human --out_dir=out/dpo_hh           # any world dataset (see nanopref/world/prefs.py)
+    python train_dpo.py --data=/work/shared/data/ultrafeedback/train_prefs.sample500.jsonl --init=/ckpts/tulu-2-7b \
+        --eval_pairs=/work/shared/data/ultrafeedback/test_prefs.sample500.jsonl --out_dir=out/dpo-7b --dtype=bfloat16
+    torchrun --nproc_per_node=8 train_dpo.py --data=uf.jsonl --init=... --dtype=bfloat16                      # FSDP2
+
+--data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists or HH-RLHF transcripts.
+The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
+and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
+checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache, one file per
+(reference weights, tokenized pairs, template, max_len, dtype), so reruns and other loss types reuse them.
+
+Departures from the paper's DPO (EasyLM llama_train_dpo.py: sigmoid loss, beta 0.1, lr 5e-7 with 10% warmup then
+linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, clip 1.0, summed log-probs):
+  1. On the world the policy is a ~1M-parameter model trained from scratch, so it gets a much larger learning rate
+     (1e-4; dev/LOG.md, issue 5). Everything else, beta included, is the paper's.
+  2. Reference log-probs are computed once before training (EasyLM's precalculate_reference_logps=True; the paper
+     ran a reference forward every step). Same numbers up to float rounding (a test checks it), half the forwards.
+     --precompute_ref=false gives the live reference.
+  3. Pairs whose prompt + longer response exceed max_len are dropped (and counted), not truncated.
+  4. The loss is the mean over all pairs of a batch, however the batch is split into micro-batches and ranks.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from nanopref.checkpoint import load_model, load_tokenizer, resolve, save_model
+from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json, write_jsonl
+from nanopref.data import load_preferences, pad_right, pair_batch, tokenize_pairs
+from nanopref.evals import world as world_eval
+from nanopref.evals.lm import NanoprefLM
+from nanopref.generate import generate
+from nanopref.losses import DPO_LOSSES, dpo_loss, sequence_logps
+from nanopref.model import num_params
+from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
+                               make_optimizer, micro_batches, save_run, shard_model)
+from nanopref.world.build import build_world, load_world
+from nanopref.world.prefs import DATASETS, ensure_prefs
+
+
+@dataclass
+class Config:
+    data: str = "uf_fine"       # a world dataset (uf_fine uf_overall hh_human web_length arena) or a JSONL of pairs
+    init: str = ""              # policy checkpoint ("" = out/sft on the world; required with a JSONL)
+    ref: str = ""               # reference checkpoint ("" = init, as in the paper)
+    eval_pairs: str = ""        # held-out pairs for implicit-reward accuracy ("" = the world's test_gold; "none")
+    prefs_dir: str = ""         # a world's prefs/ directory, inside that world's directory ("" = built from init)
+    world_seed: int = 0
+    out_dir: str = "out/dpo"
+    template: str = "tulu"      # chat template: tulu or llama2
+    max_len: int = 0            # longest prompt + response in tokens (0: 256 on the world, 4096 paper)
+    max_pairs: int = 0          # use only the first N training pairs (0 = all)
+    loss_type: str = "sigmoid"  # sigmoid (DPO; cDPO with label_smoothing) ipo hinge norm reference_free simpo
+    beta: float = 0.1           # KL strength: implicit reward = beta * (log pi - log ref)
+    label_smoothing: float = 0.0  # cDPO's eps: the share of labels assumed flipped
+    simpo_gamma: float = 0.5    # SimPO's target margin
+    batch_size: int = 32        # pairs per optimizer step, over all ranks (the paper's 8 x 4 accumulation)
+    micro_batch: int = 0        # pairs per forward on each rank (0: 32 world, 4 otherwise)
+    epochs: int = 3
+    max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
+    lr: float = 0.0             # peak learning rate (0: 1e-4 world, 5e-7 paper), linear warmup then decay to 0
+    warmup: float = 0.1         # fraction of steps
+    adam_beta2: float = 0.95    # EasyLM's default
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    precompute_ref: bool = True  # reference log-probs once before training (cached on disk), else a forward per step
+    ref_cache: str = "out/cache/ref_logps"  # directory of cached reference log-probs
+    eval_every: int = 100       # steps between evaluations (0 = only at the end)
+    eval_limit: int = 0         # world prompts per category (0 = all 200)
+    save_every: int = 200       # steps between resumable checkpoints
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights and log-softmax stay fp32)
+    log_every: int = 1
+
+
+WORLD = dict(max_len=256, micro_batch=32, lr=1e-4)
+PAPER = dict(max_len=4096, micro_batch=4, lr=5e-7)
+
+cfg = parse_config(Config)
+is_world = cfg.data in DATASETS
+for k, v in (WORLD if is_world else PAPER).items():
+    if not getattr(cfg, k):
+        setattr(cfg, k, v)
+if cfg.loss_type not in DPO_LOSSES:
+    raise SystemExit(f"unknown --loss_type={cfg.loss_type}; known: {', '.join(DPO_LOSSES)}")
+rank, world_size, device = init_distributed(cfg.device)
+if cfg.batch_size % (cfg.micro_batch * world_size):
+    raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by micro_batch {cfg.micro_batch} x "
+                     f"{world_size} ranks")
+if is_world:
+    cfg.init = cfg.init or "out/sft"
+    if not os.path.exists(cfg.init):
+        raise SystemExit(f"no SFT checkpoint at {cfg.init}: make it first with `python train_sft.py`")
+elif not cfg.init:
+    raise SystemExit("--init=CHECKPOINT is required with --data=FILE (the SFT model to start from)")
+cfg.ref = cfg.ref or cfg.init
+print_config(cfg)
+seed_all(cfg.seed)
+
+# -----------------------------------------------------------------------------
+# data, tokenizer and models
+world, data_path, eval_path = None, cfg.data, cfg.eval_pairs
+if is_world:
+    prefs = cfg.prefs_dir
+    if not prefs:  # built from the SFT samples once (cached until the SFT model changes); rank 0 builds
+        if rank == 0:
+            prefs = ensure_prefs(cfg.init, cfg.world_seed)
+        if dist.is_initialized():
+            dist.barrier()
+        prefs = ensure_prefs(cfg.init, cfg.world_seed)
+    data_path = os.path.join(prefs, f"{cfg.data}.jsonl")
+    eval_path = eval_path or os.path.join(prefs, "test_gold.jsonl")
+    if world_size == 1:  # the world's evaluation generates, which needs the whole model in one process
+        world = load_world(os.path.dirname(os.path.abspath(prefs)) if cfg.prefs_dir else build_world(cfg.world_seed))
+model = load_model(cfg.init, device="cpu")
+tok = load_tokenizer(cfg.init, model)
+model.train().to(device)
+print0(f"policy: {num_params(model) / 1e6:.2f}M parameters from {cfg.init}, vocab {tok.vocab_size}, on {device}")
+if cfg.max_len > model.args.max_seq_len:
+    raise SystemExit(f"max_len {cfg.max_len} exceeds the model's max_seq_len {model.args.max_seq_len}")
+rows, skipped = load_preferences(data_path, limit=cfg.max_pairs or None)
+pairs, dropped = tokenize_pairs(tok, rows, cfg.max_len, cfg.template)
+print0(f"data: {len(pairs)} pairs from {data_path} ({skipped} unparseable, {dropped} longer than {cfg.max_len} "
+       f"tokens dropped)")
+eval_set = []
+if eval_path and eval_path != "none":
+    eval_set = tokenize_pairs(tok, load_preferences(eval_path)[0], cfg.max_len, cfg.template)[0]
+    print0(f"eval: {len(eval_set)} held-out pairs from {eval_path}")
+model = shard_model(model)
+autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
+ref_model = None
+
+
+def get_ref():
+    """The frozen reference: eval mode (no dropout), no gradients, sharded like the policy; loaded on first use."""
+    global ref_model
+    if ref_model is None:
+        ref_model = shard_model(load_model(cfg.ref, device="cpu").to(device).eval().requires_grad_(False))
+    return ref_model
+
+
+def pair_logps(net, batch):
+    """Summed response log-probs of a list of pairs: chosen (B,), rejected (B,), chosen and rejected lengths (B,).
+    Chosen and rejected go through one forward of 2B right-padded rows (real tokens never attend to pads)."""
+    tokens, loss_mask, _ = pair_batch(batch, tok.pad_id)  # (2B, T)
+    tokens, loss_mask = tokens.to(device), loss_mask.to(device)
+    with autocast:
+        logits = net(tokens)  # (2B, T, V)
+    logps = sequence_logps(logits, tokens, loss_mask)  # (2B,), log-softmax in fp32
+    n, lengths = len(batch), loss_mask.sum(-1).float()
+    return logps[:n], logps[n:], lengths[:n], lengths[n:]
+
+
+@torch.no_grad()
+def all_logps(net, batch, desc=None):
+    """Log-probs of every pair under `net` in eval mode, gathered on every rank: chosen (N,), rejected (N,) fp64.
+    Under FSDP each rank scores its slice of every group of micro_batch x world_size pairs; all ranks run the same
+    number of forwards (FSDP's all-gathers must pair up), a rank with nothing left scoring pair 0 and discarding it."""
+    was_training = net.training
+    net.eval()
+    out = torch.zeros(2, len(batch), dtype=torch.float64)
+    order = sorted(range(len(batch)), key=lambda i: len(batch[i]["prompt"]) + len(batch[i]["chosen"]))  # less padding
+    group = cfg.micro_batch * world_size
+    for g in tqdm(range(0, len(order), group), desc=desc, disable=rank != 0 or desc is None, leave=False):
+        idx = order[g:g + group][rank * cfg.micro_batch:(rank + 1) * cfg.micro_batch]
+        pc, pr, _, _ = pair_logps(net, [batch[i] for i in idx or [0]])
+        if idx:
+            out[0, idx], out[1, idx] = pc.double().cpu(), pr.double().cpu()
+    net.train(was_training)
+    out = all_reduce_sum(out).cpu()
+    return out[0], out[1]
+
+
+def sha256_files(path):
+    """Hash of a checkpoint's weights and config (every byte: a changed reference must never hit the cache)."""
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(path)):
+        if f.endswith((".safetensors", ".bin", ".pth", ".json")):
+            h.update(f.encode())
+            with open(os.path.join(path, f), "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+ref_hash = sha256_files(resolve(cfg.ref)) if cfg.precompute_ref else None
+
+
+def reference_logps(batch, name):
+    """Reference log-probs of `batch`, (chosen (N,), rejected (N,)), from ref_cache or computed with the reference
+    weights in eval mode and cached. The key covers everything they depend on: the reference checkpoint's bytes,
+    the tokenized pairs (so the data, template, tokenizer and max_len), and the compute dtype."""
+    ids = json.dumps([[p["prompt"], p["chosen"], p["rejected"]] for p in batch])
+    key = hashlib.sha256(json.dumps(dict(ref=ref_hash, data=hashlib.sha256(ids.encode()).hexdigest(),
+                                         template=cfg.template, max_len=cfg.max_len, dtype=cfg.dtype)).encode())
+    path = os.path.join(cfg.ref_cache, f"{key.hexdigest()[:24]}.pt")
+    if all_reduce_sum(float(os.path.exists(path))).item() == world_size:  # every rank sees it
+        cached = torch.load(path, map_location="cpu")
+        print0(f"reference log-probs of {name} ({len(batch)} pairs) from {path}")
+        return cached["chosen"], cached["rejected"]
+    chosen, rejected = all_logps(get_ref(), batch, desc=f"reference log-probs of {name}")
+    if rank == 0:
+        os.makedirs(cfg.ref_cache, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(dict(chosen=chosen, rejected=rejected, ref=cfg.ref, data=name, n=len(batch)), tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves half a cache file
+        print0(f"reference log-probs of {name} cached in {path}")
+    return chosen, rejected
+
+
+if cfg.precompute_ref:
+    ref_chosen, ref_rejected = reference_logps(pairs, data_path)
+    eval_ref = reference_logps(eval_set, eval_path) if eval_set else None
+    ref_model = None  # not needed any more: free its memory
+else:
+    get_ref()
+    eval_ref = all_logps(ref_model, eval_set) if eval_set else None
+optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed,
+                      lengths=[len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in pairs])
+total = min(len(batches), cfg.max_steps or len(batches))
+if total == 0:
+    raise SystemExit(f"{len(pairs)} pairs make no batch of {cfg.batch_size}")
+resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)  # a fresh run starts a fresh file
+start, _ = load_run(cfg.out_dir, model, optimizer)
+
+
+def loss_and_rewards(pc, pr, rc, rr, lc, lr_):
+    return dpo_loss(pc, pr, rc, rr, beta=cfg.beta, loss_type=cfg.loss_type, label_smoothing=cfg.label_smoothing,
+                    chosen_lengths=lc, rejected_lengths=lr_, simpo_gamma=cfg.simpo_gamma)
+
+
+def sample_table(step, n=6):
+    """Greedy responses to a few held-out prompts: prompt | response | score. On the world the score is the ground
+    truth; on real data the implicit reward beta * (log pi - log ref) with a live reference, else log pi per token."""
+    if world is not None:
+        rows = [(r["prompt"], r["output"], r["score"]) for r in records[::max(1, len(records) // n)][:n]]
+        head = "ground-truth score"
+    else:
+        prompts = (eval_set or pairs)[:n]
+        room = min(128, model.args.max_seq_len - max(len(p["prompt"]) for p in prompts))  # the sampler's limit
+        outs = generate(model, [p["prompt"] for p in prompts], room, tok.eos_id, tok.pad_id, temperature=0.0).lists()
+        tokens, mask, _ = pad_right([p["prompt"] + o for p, o in zip(prompts, outs)],
+                                    [[0] * len(p["prompt"]) + [1] * len(o) for p, o in zip(prompts, outs)], tok.pad_id)
+        tokens, mask = tokens.to(device), mask.to(device)
+        with torch.no_grad():
+            score = sequence_logps(model(tokens), tokens, mask).cpu()
+            if ref_model is not None:
+                score = cfg.beta * (score - sequence_logps(ref_model(tokens), tokens, mask).cpu())
+                head = "implicit reward"
+            else:
+                score, head = score / mask.sum(-1).cpu().clamp(min=1), "log pi per token"
+        rows = [(tok.decode(p["prompt"]), tok.decode(o), x.item()) for p, o, x in zip(prompts, outs, score)]
+    print0(f"samples at step {step}: prompt | response | {head}")
+    for prompt, response, x in rows:
+        print0(f"  {prompt[-60:]!r:64} | {response[:90]!r:94} | {x:+.3f}")
+
+
+def evaluate(step):
+    """Implicit-reward accuracy on held-out pairs, and on the world its ground truth per category (rank 0)."""
+    global records
+    model.eval()
+    out = {}
+    if eval_set:
+        pc, pr = all_logps(model, eval_set)
+        lc = torch.tensor([len(p["chosen"]) for p in eval_set], dtype=torch.float64)
+        lr_ = torch.tensor([len(p["rejected"]) for p in eval_set], dtype=torch.float64)
+        losses, rc, rr = loss_and_rewards(pc, pr, eval_ref[0], eval_ref[1], lc, lr_)
+        out.update({"eval/loss": losses.mean().item(), "eval/rewards/accuracies": (rc > rr).double().mean().item(),
+                    "eval/rewards/margins": (rc - rr).mean().item(), "eval/rewards/chosen": rc.mean().item(),
+                    "eval/rewards/rejected": rr.mean().item()})
+    metrics = None
+    if world is not None:
+        metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
+                                          limit=cfg.eval_limit or None, desc="eval")
+        out.update({f"world/{c}": m["score"] for c, m in metrics.items()})
+        out["world/response_chars"] = sum(len(r["output"]) for r in records) / len(records)  # length drift
+        print0(world_eval.format_table(metrics, f"step {step}"))
+    if out:
+        log.log(step, **out)
+    if world_size == 1:
+        sample_table(step)
+    model.train()
+    return metrics
+
+
+# -----------------------------------------------------------------------------
+# training loop
+t0, pairs_seen, records = time.time(), 0, []
+for step in range(start, total):
+    lr = lr_at(step, total, cfg.lr, cfg.warmup)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    mine = batches[step][rank::world_size]
+    # sums over this rank's pairs: loss, chosen reward, rejected reward, correct, chosen logp, rejected logp
+    sums = torch.zeros(6, dtype=torch.float64)
+    for mb in micro_batches(mine, cfg.micro_batch):
+        pc, pr, lc, lr_ = pair_logps(model, [pairs[i] for i in mb])
+        if cfg.precompute_ref:
+            rc, rr = ref_chosen[mb].to(device, torch.float32), ref_rejected[mb].to(device, torch.float32)
+        else:
+            with torch.no_grad():
+                rc, rr, _, _ = pair_logps(ref_model, [pairs[i] for i in mb])
+        losses, chosen_r, rejected_r = loss_and_rewards(pc, pr, rc, rr, lc, lr_)
+        # the batch loss is the mean over its batch_size pairs, however they are split: each micro-batch adds its
+        # sum / batch_size (x world_size because FSDP averages gradients over ranks)
+        (losses.sum() / cfg.batch_size * world_size).backward()
+        sums += torch.stack([losses.sum(), chosen_r.sum(), rejected_r.sum(), (chosen_r > rejected_r).sum(),
+                             pc.sum(), pr.sum()]).detach().double().cpu()
+        pairs_seen += len(mb)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    s = (all_reduce_sum(sums) / cfg.batch_size).tolist()
+    tol = 1e-3 if cfg.dtype == "float32" else 5e-2  # bf16 rounding depends on batch shapes
+    if step == 0 and cfg.ref == cfg.init and cfg.loss_type not in ("reference_free", "simpo") and \
+            max(abs(s[1]), abs(s[2])) > tol:  # the policy starts as the reference, so every reward must be 0
+        print0(f"WARNING: step 0 rewards are {s[1]:.4g} / {s[2]:.4g}, not 0: the reference log-probs do not "
+               f"belong to this policy (stale cache? dropout on? a different dtype?)")
+    if step % cfg.log_every == 0 or step == total - 1:
+        log.log(step, loss=s[0], **{"rewards/chosen": s[1], "rewards/rejected": s[2], "rewards/margins": s[1] - s[2],
+                "rewards/accuracies": s[3], "logps/chosen": s[4], "logps/rejected": s[5]}, lr=lr,
+                grad_norm=float(grad_norm), pairs_per_s=round(pairs_seen * world_size / (time.time() - t0), 1))
+    if cfg.eval_every and step > 0 and step % cfg.eval_every == 0:
+        evaluate(step)
+    if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
+        save_run(cfg.out_dir, model, optimizer, step + 1, asdict(cfg), tok)
+
+# -----------------------------------------------------------------------------
+# final model (HF layout + tokenizer) and evaluation
+state = full_state_dict(model)
+if rank == 0:
+    save_model(model, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
+    shutil.rmtree(os.path.join(cfg.out_dir, "ckpt"), ignore_errors=True)  # finished: no resume state needed
+    print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
+metrics = evaluate(total)
+if metrics is not None:
+    write_json(os.path.join(cfg.out_dir, "eval_world.json"), metrics)
+    write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)
