@@ -1,5 +1,6 @@
 """Every objective as a pure function: token log-probs, SFT, Bradley-Terry and regression reward losses, DPO and
-its variants. Scripts call them; tests hit them directly.
+its variants, and PPO's pieces (KL estimators, rewards, GAE, whitening, clipped policy and value losses). Scripts
+call them; tests hit them directly.
 
 One masking convention, stated once: `tokens` (B, T) are the input ids and `loss_mask` (B, T) is 1 on the
 response tokens we score (EOS included), 0 on prompt and padding. The logit at position t-1 predicts token t, so
@@ -22,6 +23,14 @@ def token_logps(logits, tokens, temperature=1.0):
         out = torch.stack([(row.float() / temperature).log_softmax(-1).gather(-1, t).squeeze(-1)
                            for row, t in zip(logits, targets)])
     return F.pad(out, (1, 0))  # (B, T)
+
+
+def response_logps(logits, tokens, prompt_len, temperature=1.0):
+    """Log-probs (B, N) of the response tokens tokens[:, prompt_len:] under softmax(logits / temperature), for
+    sequences laid out as a (left-padded) prompt of prompt_len columns and then the response: the sampler's
+    layout, so with its temperature these are the log-probs it sampled with. logits: (B, prompt_len + N, V)."""
+    # slice from the last prompt column, whose logits predict the first response token; drop its own (prompt) score
+    return token_logps(logits[:, prompt_len - 1:], tokens[:, prompt_len - 1:], temperature)[:, 1:]
 
 
 def sequence_logps(logits, tokens, loss_mask, average=False):
@@ -89,3 +98,97 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     else:  # simpo
         losses = -F.logsigmoid(beta * h - simpo_gamma)
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
+# -----------------------------------------------------------------------------
+# PPO for language models (Schulman et al. 2017; as RLHF uses it: Ziegler et al. 2019, Ouyang et al. 2022). Per
+# response token: tensors are (B, N) over the N response tokens of B rollouts, and `mask` (B, N) is 1 on a row's
+# real response tokens (EOS included), contiguous from position 0 (right padding). Per-token losses come back
+# unreduced (0 where mask is 0): the script divides their sum by the minibatch's token count.
+
+
+def kl_estimate(logps, ref_logps, kind="k1"):
+    """Per-token estimates of KL(pi || ref) from tokens sampled from pi (Schulman, "Approximating KL divergence"):
+      k1 = log pi - log ref                unbiased, but negative whenever ref likes a token more than pi does
+      k2 = (log pi - log ref)^2 / 2        biased, non-negative
+      k3 = (r - 1) - log r, r = ref / pi   unbiased and non-negative
+    The paper's reward penalty is k1 (EasyLM: kl = logp_policy - logp_ref)."""
+    log_ratio = logps - ref_logps
+    if kind == "k1":
+        return log_ratio
+    if kind == "k2":
+        return 0.5 * log_ratio ** 2
+    if kind == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {kind!r}; known: k1 k2 k3")
+
+
+def penalise_missing_eos(scores, last_tokens, eos_id, penalty=-10.0):
+    """The paper's score: the reward model's score where a response ends with EOS, else `penalty` (EasyLM: -10,
+    "If the last token is not EOS, then we set the reward to -10"), so truncated rambling never pays. (B,)"""
+    return torch.where(last_tokens == eos_id, scores, torch.full_like(scores, penalty))
+
+
+def ppo_rewards(scores, kl, mask, kl_coef=0.05):
+    """Per-token rewards (B, N): -kl_coef * kl on every response token, plus the sequence's score (B,) on its last
+    real token (the EOS the reward model read, or the last token of a truncated response)."""
+    rewards = -kl_coef * kl * mask
+    last = (mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).argmax(-1)  # (B,) last real token
+    return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))
+
+
+def gae(rewards, values, mask, gamma=1.0, lam=0.95):
+    """Generalised advantage estimation (Schulman et al. 2016), vectorised over the batch, backwards over time:
+      delta_t = r_t + gamma V_{t+1} - V_t        A_t = delta_t + gamma lam A_{t+1}        returns_t = A_t + V_t
+    Past a row's last real token V and A are 0: the episode ends there (at EOS, or at truncation, which the
+    missing-EOS score penalises rather than bootstraps). rewards, values, mask: (B, N) -> advantages, returns
+    (B, N), 0 where mask is 0."""
+    mask = mask.to(rewards.dtype)
+    values = values * mask
+    advantages = torch.zeros_like(rewards)
+    next_adv = torch.zeros_like(rewards[:, 0])  # (B,)
+    N = rewards.shape[1]
+    for t in reversed(range(N)):
+        next_value = values[:, t + 1] if t + 1 < N else torch.zeros_like(next_adv)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_adv = (delta + gamma * lam * next_adv) * mask[:, t]
+        advantages[:, t] = next_adv
+    return advantages, (advantages + values) * mask
+
+
+def whiten(x, mask, shift_mean=True, eps=1e-8, all_reduce=None):
+    """(x - mean) / sqrt(var + eps) over the entries where mask is 1, the variance unbiased (n - 1), as
+    lm-human-preferences and EasyLM whiten advantages; shift_mean=False adds the mean back (their option for
+    rewards). all_reduce: a function summing a tensor over ranks, so that under FSDP the statistics are those of
+    the whole minibatch, not of one rank's share. -> (B, N), 0 where mask is 0."""
+    all_reduce = all_reduce or (lambda t: t)
+    mask = mask.to(x.dtype)
+    total, n = all_reduce(torch.stack([(x * mask).sum(), mask.sum()])).unbind()
+    mean = total / n
+    var = all_reduce(((x - mean) ** 2 * mask).sum()) / (n - 1)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    return (out if shift_mean else out + mean) * mask
+
+
+def ppo_policy_loss(logps, old_logps, advantages, mask, clip=0.2):
+    """PPO's clipped surrogate per token: max(-A r, -A clip(r, 1 - clip, 1 + clip)), r = pi / pi_old =
+    exp(logps - old_logps). -> (loss (B, N), clipped (B, N) bool: where the clipped term is the larger, i.e. the
+    token gives no gradient; lm-human-preferences' pg_clipfrac), both 0 where mask is 0."""
+    ratio = torch.exp(logps - old_logps)
+    loss1 = -advantages * ratio
+    loss2 = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    return torch.max(loss1, loss2) * mask, (loss2 > loss1) & mask.bool()
+
+
+def ppo_value_loss(values, old_values, returns, mask, clip=0.2):
+    """Clipped value loss per token: 0.5 max((V - R)^2, (V_clip - R)^2), V_clip = V_old + clip(V - V_old, -clip,
+    clip) (lm-human-preferences, EasyLM). -> (loss (B, N), clipped (B, N) bool: vf_clipfrac), 0 where mask is 0."""
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    loss1 = (values - returns) ** 2
+    loss2 = (clipped_values - returns) ** 2
+    return 0.5 * torch.max(loss1, loss2) * mask, (loss2 > loss1) & mask.bool()
+
+
+def entropy(logits):
+    """Entropy of softmax(logits) over the last dimension, in fp32: (..., V) -> (...)."""
+    return torch.special.entr(logits.float().softmax(-1)).sum(-1)  # entr(p) = -p log p, and 0 at p = 0

@@ -67,6 +67,31 @@ def unsharded(model):
     return copy.to(device).eval()
 
 
+@torch.no_grad()
+def sampling_copy(model, dtype=None, into=None):
+    """A whole model on *every* rank, for sampling there (PPO rollouts: each rank generates for its own prompts with
+    no collective inside the decode loop, so ranks may stop at different lengths). Under FSDP the parameters are
+    all-gathered one tensor at a time and cast to `dtype` (e.g. bf16): the cost is one copy in that dtype. Pass the
+    previous copy as `into` to refresh it in place (no new allocation; a compiled decode step keeps its graphs).
+    Outside torchrun, and in the model's own dtype, the model itself. Collective under FSDP: every rank calls it."""
+    w = next(iter(model.parameters()))
+    dtype = dtype or w.dtype
+    if not dist.is_initialized() and dtype == w.dtype:
+        return model
+    if into is None:
+        from nanopref.model import Transformer
+        with torch.device("meta"):
+            into = Transformer(model.args).to(dtype)
+        into = into.to_empty(device=w.device)  # allocated directly in `dtype`
+        if model.args.tie_embeddings:
+            into.output.weight = into.tok_embeddings.weight
+        into.init_rope()
+    target = into.state_dict()
+    for name, t in model.state_dict().items():  # the same order on every rank: the all-gathers pair up
+        target[name].copy_(t.full_tensor() if hasattr(t, "full_tensor") else t)
+    return into.eval()
+
+
 def all_reduce_sum(x):
     """Sum a tensor (or float) over ranks; identity in a single process."""
     t = torch.as_tensor(x, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,409 @@
+"""PPO with GAE and a separate value model, from a reward model: the paper's recipe (EasyLM llama_train_ppo.py).
+
+    python train_ppo.py                     # the embedded world: policy and reference from out/sft, reward and value
+                                            # models from out/rm, the world's ppo_general prompts; ~3-4 min on a CPU
+    python train_ppo.py --prompts=math      # the world's math-targeted prompts (the paper's "mixed prompts" runs)
+    python train_ppo.py --prompts=uf_prompts.jsonl --policy=/ckpts/tulu-2-7b --reward=/ckpts/tulu-2-7b-uf-rm \
+        --out_dir=out/ppo-7b --dtype=bfloat16 --micro_batch=4 --gen_batch=64 --compile=true
+    torchrun --nproc_per_node=8 train_ppo.py --prompts=... --policy=... --reward=... --dtype=bfloat16     # FSDP2
+
+One step: the current policy samples one response per prompt of a rollout batch (temperature 0.7). The reward
+model scores prompt + response at its last token (the EOS it was trained to score); a response without EOS (cut at
+max_new_tokens) scores -10 instead. Per-token rewards are -beta (log pi - log ref) with the score added on the last
+token; GAE (gamma 1, lambda 0.95) over the value model's per-token values gives advantages and returns. Then, in
+minibatches, the clipped PPO objective updates the policy and the clipped value loss the value model (joint loss
+pg + 0.1 vf, separate parameters and optimizers), advantages whitened per minibatch. --prompts is "general" or
+"math" (world), or a JSONL of {"messages": [..., user turn]} or {"prompt": "..."} rows.
+
+The run directory: out_dir/model (the policy, HF layout + tokenizer.model), metrics.jsonl (one row per step),
+eval_world.json and eval_world_samples.jsonl (world), and ckpt/ + value/ckpt while training: a killed run restarts
+from its last checkpoint when run again with the same arguments.
+
+Under FSDP each rank samples its share of the prompts from its own whole copy of the policy (training.sampling_copy:
+gathered one tensor at a time, in bf16 under --dtype=bfloat16), so ranks never wait on each other inside the decode
+loop; every forward for scoring and training runs on the sharded models.
+
+Choices and departures from the paper (EasyLM: lr 1e-6 for policy and value with 10% warmup then constant, AdamW
+(0.9, 0.95) wd 0, clip 1.0, 512 prompts per step, minibatch 64, 1 PPO epoch, beta 0.05 fixed, missing-EOS score
+-10, no reward normalisation, max 1024 new tokens, 1 pass over the prompts):
+  1. Standard PPO bookkeeping: old log-probs, values and rewards are scored once per rollout batch, with the
+     parameters that sampled it, before the first update; minibatch k then has ratio pi_k / pi_0 and is clipped.
+     EasyLM re-scores each minibatch with the current, already partly updated, parameters just before its update,
+     so its ratio is exactly 1 (clipping never acts with 1 PPO epoch) and later minibatches are off-policy with no
+     correction. --recompute=true runs that loop instead (dev/LOG.md compares the two).
+  2. Log-probs are scored under the sampling distribution, softmax(logits / temperature), for the policy, the old
+     policy and the reference, so the ratio and the KL penalty are those of the distribution that sampled. EasyLM
+     samples at 0.7 but scores raw logits (the N-details post: "scale the logits by sampling temperature").
+  3. Sampling uses the full tempered softmax, no top-k. The paper's sampling had HF's default top_k 50 (which its
+     scoring ignored); with top-k the scored log-prob of a sampled token becomes -inf once an update pushes it out
+     of the top 50, and the reference's is -inf for tokens outside its own top 50, so ratio and KL are undefined.
+  4. On the world, a ~1M-parameter policy: lr 1e-4 (the world's DPO/RM scale), 64 prompts per step in minibatches
+     of 16 (4 updates per step), at most 96 new tokens, 2 passes over the 1200 prompts (36 steps, ~3-4 min on a CPU).
+  5. Prompts longer than max_prompt_len are dropped (EasyLM: remove_truncated_samples), and counted.
+  6. Prompts start with BOS, tokenized exactly as SFT, RM and DPO data are (EasyLM's PPO prompts may lack it:
+     PAPER_NOTES 1.4 item 5). Gradients are clipped per model, each having its own optimizer (as in EasyLM).
+"""
+import os
+import shutil
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from nanopref.checkpoint import load_model, load_tokenizer, save_model
+from nanopref.common import (MetricsLog, parse_config, print0, print_config, read_jsonl, seed_all, write_json,
+                             write_jsonl)
+from nanopref.evals import world as world_eval
+from nanopref.evals.lm import NanoprefLM
+from nanopref.generate import generate
+from nanopref.losses import (entropy, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,
+                             ppo_value_loss, response_logps, whiten)
+from nanopref.model import last_real_index, num_params
+from nanopref.tokenizer import encode_chat
+from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
+                               make_optimizer, micro_batches, sampling_copy, save_run, shard_model, unsharded)
+from nanopref.world import score as world_score
+from nanopref.world.build import build_world, load_world
+
+
+@dataclass
+class Config:
+    prompts: str = "general"    # world prompts: general (the category mixture) | math (math-targeted); or a JSONL
+    policy: str = ""            # SFT checkpoint: the policy's init and the frozen reference ("" = out/sft on the world)
+    reward: str = ""            # reward model, scalar head ("" = out/rm on the world)
+    value: str = ""             # value model init, scalar head ("" = the reward model, as in the paper)
+    world_seed: int = 0
+    out_dir: str = ""           # ("" = out/ppo, out/ppo_math, or out/ppo_<file name>)
+    template: str = "tulu"      # chat template: tulu or llama2
+    max_prompt_len: int = 0     # longer prompts are dropped (0: 128 world, 1024 paper)
+    max_new_tokens: int = 0     # longest response; a response cut here gets missing_eos_score (0: 96 world, 1024 paper)
+    temperature: float = 0.7    # sampling temperature, also applied to every scored log-prob
+    batch_size: int = 0         # prompts per rollout step over all ranks, one response each (0: 64 world, 512 paper)
+    minibatch: int = 0          # rollouts per optimizer step over all ranks (0: 16 world, 64 paper)
+    micro_batch: int = 0        # sequences per forward on each rank (0: 16 world, 4 otherwise)
+    gen_batch: int = 0          # prompts per generate() call on each rank (0 = all of the rank's prompts at once)
+    ppo_epochs: int = 1         # passes over each rollout batch
+    epochs: int = 0             # passes over the prompts (0: 2 world, 1 paper)
+    max_steps: int = 0          # stop after this many rollout steps (0 = all epochs)
+    lr: float = 0.0             # policy and value learning rate (0: 1e-4 world, 1e-6 paper), warmup then constant
+    warmup: float = 0.1         # fraction of optimizer steps, linear from 0
+    adam_beta2: float = 0.95    # EasyLM's default
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0      # global grad-norm clip, per model
+    kl_coef: float = 0.05       # beta of the per-token KL penalty (fixed; the paper used 0.0325 with its 70B RM)
+    missing_eos_score: float = -10.0  # the score of a response that does not end with EOS
+    gamma: float = 1.0          # GAE discount
+    lam: float = 0.95           # GAE lambda
+    cliprange: float = 0.2      # policy ratio clip
+    cliprange_value: float = 0.2  # value clip
+    vf_coef: float = 0.1        # loss = pg + vf_coef * vf
+    recompute: bool = False     # EasyLM's loop: re-score each minibatch with the current parameters (ratio = 1)
+    eval_every: int = 0         # world: steps between ground-truth evaluations (0: 10 world); also at the start and end
+    eval_limit: int = 0         # world prompts per category for evaluation (0 = the whole eval set: 200)
+    save_every: int = 50        # steps between resumable checkpoints
+    stop_after: int = 0         # exit after this many steps, as if killed (to try out resuming)
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "float32"      # float32 | bfloat16 (autocast and bf16 sampling; master weights and log-softmax fp32)
+    compile: bool = False       # compile the sampler's decode step with CUDA graphs (GPU only)
+    log_every: int = 1
+
+
+WORLD = dict(max_prompt_len=128, max_new_tokens=96, batch_size=64, minibatch=16, micro_batch=16, epochs=2, lr=1e-4,
+             eval_every=10)
+PAPER = dict(max_prompt_len=1024, max_new_tokens=1024, batch_size=512, minibatch=64, micro_batch=4, epochs=1, lr=1e-6)
+
+cfg = parse_config(Config)
+on_world = cfg.prompts in ("general", "math")
+for k, v in (WORLD if on_world else PAPER).items():
+    if not getattr(cfg, k):
+        setattr(cfg, k, v)
+rank, world_size, device = init_distributed(cfg.device)
+if cfg.batch_size % cfg.minibatch or cfg.minibatch % world_size:
+    raise SystemExit(f"batch_size {cfg.batch_size} must be a multiple of minibatch {cfg.minibatch}, and minibatch a "
+                     f"multiple of {world_size} ranks")
+if on_world:
+    cfg.policy, cfg.reward = cfg.policy or "out/sft", cfg.reward or "out/rm"
+    for path, cmd in ((cfg.policy, "python train_sft.py"), (cfg.reward, "python train_rm.py")):
+        if not os.path.exists(path):
+            raise SystemExit(f"no checkpoint at {path}: make it first with `{cmd}`")
+elif not cfg.policy or not cfg.reward:
+    raise SystemExit("--policy=SFT_CHECKPOINT and --reward=RM_CHECKPOINT are required with --prompts=FILE")
+cfg.value = cfg.value or cfg.reward
+cfg.out_dir = cfg.out_dir or ("out/ppo" if cfg.prompts == "general" else "out/ppo_math" if cfg.prompts == "math"
+                              else f"out/ppo_{os.path.basename(cfg.prompts).split('.')[0]}")
+print_config(cfg)
+seed_all(cfg.seed)
+
+# -----------------------------------------------------------------------------
+# models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained, from the
+# RM). fp32 master weights; all four stay in eval mode throughout, PPO updates included: with dropout the update's
+# log-probs would not be the rollout's (nanopref's model has no dropout anyway).
+policy = load_model(cfg.policy, device=device, dtype=torch.float32)
+tok = load_tokenizer(cfg.policy, policy)
+ref = load_model(cfg.policy, device=device, dtype=torch.float32).requires_grad_(False)
+rm = load_model(cfg.reward, device=device, dtype=torch.float32).requires_grad_(False)
+value = load_model(cfg.value, device=device, dtype=torch.float32)
+for name, m in (("reward", rm), ("value", value)):
+    if m.args.head != "scalar":
+        raise SystemExit(f"--{name}={getattr(cfg, name)} is not a scalar-head (reward) model")
+if load_tokenizer(cfg.reward, rm).sp.serialized_model_proto() != tok.sp.serialized_model_proto():
+    raise SystemExit(f"{cfg.reward} has a different tokenizer from {cfg.policy}: the reward model reads the "
+                     f"policy's tokens, so they must share one")
+print0(f"policy {num_params(policy) / 1e6:.2f}M from {cfg.policy}; reward {num_params(rm) / 1e6:.2f}M from "
+       f"{cfg.reward}; value from {cfg.value}; on {device}")
+
+# -----------------------------------------------------------------------------
+# prompts
+world = None
+if on_world:
+    wdir = build_world(cfg.world_seed)
+    world = load_world(wdir)
+    rows = read_jsonl(os.path.join(wdir, f"ppo_{cfg.prompts}.jsonl"), required=("prompt",))
+else:
+    rows = read_jsonl(cfg.prompts)
+prompt_ids = []
+for i, row in enumerate(rows):
+    msgs = row.get("messages") or [dict(role="user", content=row.get("prompt"))]
+    if msgs[-1]["role"] == "assistant":  # a conversation with its answer: keep the prompt part
+        msgs = msgs[:-1]
+    if not msgs or msgs[-1]["role"] != "user" or not isinstance(msgs[-1]["content"], str):
+        raise SystemExit(f"{cfg.prompts}: row {i + 1} has neither 'messages' ending in a user turn nor a 'prompt'")
+    prompt_ids.append(encode_chat(tok, msgs, cfg.template, add_generation_prompt=True)[0])
+keep = [i for i, p in enumerate(prompt_ids) if len(p) <= cfg.max_prompt_len]
+if cfg.max_prompt_len + cfg.max_new_tokens > policy.args.max_seq_len:
+    raise SystemExit(f"max_prompt_len {cfg.max_prompt_len} + max_new_tokens {cfg.max_new_tokens} exceed the "
+                     f"model's max_seq_len {policy.args.max_seq_len}")
+print0(f"prompts: {len(keep)} from {cfg.prompts} ({len(rows) - len(keep)} longer than {cfg.max_prompt_len} tokens "
+       f"dropped)")
+
+policy, ref, rm, value = (shard_model(m) for m in (policy, ref, rm, value))
+opt_policy = make_optimizer(policy, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+opt_value = make_optimizer(value, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+batches = batch_order(len(keep), cfg.batch_size, cfg.epochs, cfg.seed)
+total = min(len(batches), cfg.max_steps or len(batches))
+if total == 0:
+    raise SystemExit(f"{len(keep)} prompts make no rollout batch of {cfg.batch_size}")
+n_minibatches = cfg.batch_size // cfg.minibatch
+total_updates = total * cfg.ppo_epochs * n_minibatches
+autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
+resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)
+start_value, _ = load_run(os.path.join(cfg.out_dir, "value"), value, opt_value)
+start, _ = load_run(cfg.out_dir, policy, opt_policy)
+if start != start_value:
+    raise SystemExit(f"{cfg.out_dir}: the policy checkpoint is at step {start} but the value model's at step "
+                     f"{start_value} (killed between the two saves); delete both ckpt directories to start over")
+
+# -----------------------------------------------------------------------------
+# rollouts, scoring and evaluation
+
+
+sampler = None  # the policy itself, or under FSDP / bf16 sampling a whole copy on each rank, refreshed every step
+
+
+def rollout(prompts):
+    """Sample one response per prompt -> dict: seq (B, Tp + N) = left-padded prompt + right-padded response, attn
+    (B, Tp + N), mask (B, N) on response tokens (EOS included), Tp, and the sampler's log-probs (B, N)."""
+    global sampler
+    sampler = sampling_copy(policy, torch.bfloat16 if cfg.dtype == "bfloat16" else None, into=sampler)
+    gens = [generate(sampler, prompts[i:i + (cfg.gen_batch or len(prompts))], cfg.max_new_tokens, tok.eos_id,
+                     tok.pad_id, temperature=cfg.temperature, compile=cfg.compile)
+            for i in range(0, len(prompts), cfg.gen_batch or len(prompts))]
+    Tp = max(g.prompt_tokens.shape[1] for g in gens)
+    N = max(int(g.mask.sum(1).max()) for g in gens)  # drop the all-pad tail of the sampler's static buffer
+
+    def cat(xs, width, left, fill):  # (b, w) pieces -> (B, width): left- or right-padded (or cut) to `width`
+        return torch.cat([F.pad(x, (width - x.shape[1], 0) if left else (0, width - x.shape[1]), value=fill)
+                          for x in xs])
+    prompt, prompt_mask = cat([g.prompt_tokens for g in gens], Tp, True, tok.pad_id), \
+        cat([g.prompt_mask for g in gens], Tp, True, 0)
+    tokens, mask = cat([g.tokens for g in gens], N, False, tok.pad_id), cat([g.mask for g in gens], N, False, 0)
+    return dict(seq=torch.cat([prompt, tokens], 1), attn=torch.cat([prompt_mask, mask], 1), mask=mask, Tp=Tp,
+                sampler_logps=cat([g.logprobs for g in gens], N, False, 0.0))
+
+
+def forward(model, seq, attn):
+    with autocast:
+        return model(seq, mask=attn)
+
+
+@torch.no_grad()
+def score(roll, idx):
+    """Everything PPO needs about rollouts idx, from the *current* parameters: log-probs under the policy and the
+    reference, values, scores, per-token rewards, GAE advantages and returns, entropy. Dict of (b, ...) tensors."""
+    Tp, out = roll["Tp"], defaultdict(list)
+    for mb in micro_batches(idx, cfg.micro_batch):
+        seq, attn, mask = roll["seq"][mb], roll["attn"][mb], roll["mask"][mb]
+        logits = forward(policy, seq, attn)
+        out["logps"].append(response_logps(logits, seq, Tp, cfg.temperature) * mask)
+        out["entropy"].append(entropy(logits[:, Tp - 1:-1].float() / cfg.temperature) * mask)
+        del logits
+        out["ref_logps"].append(response_logps(forward(ref, seq, attn), seq, Tp, cfg.temperature) * mask)
+        out["values"].append(forward(value, seq, attn)[:, Tp - 1:-1].float() * mask)  # V(prompt + response[:t])
+        rm_scores = forward(rm, seq, attn).float()  # (b, Tp + N)
+        out["rm_scores"].append(rm_scores.gather(1, last_real_index(attn)[:, None]).squeeze(1))  # at the last token
+    out = {k: torch.cat(v) for k, v in out.items()}
+    mask, seq = roll["mask"][idx], roll["seq"][idx]
+    last_tokens = seq.gather(1, last_real_index(roll["attn"][idx])[:, None]).squeeze(1)
+    out["eos"] = (last_tokens == tok.eos_id).float()
+    out["scores"] = penalise_missing_eos(out["rm_scores"], last_tokens, tok.eos_id, cfg.missing_eos_score)
+    out["kl"] = kl_estimate(out["logps"], out["ref_logps"], "k1") * mask
+    rewards = ppo_rewards(out["scores"], out["kl"], mask, cfg.kl_coef)
+    out["advantages"], out["returns"] = gae(rewards, out["values"], mask, cfg.gamma, cfg.lam)
+    return out
+
+
+def texts(roll):
+    """Decoded responses (EOS dropped) of a rollout."""
+    resp = roll["seq"][:, roll["Tp"]:].cpu()
+    return [tok.decode([t for t in r[m.bool()].tolist() if t != tok.eos_id]) for r, m in zip(resp, roll["mask"].cpu())]
+
+
+def evaluate(step):
+    """World: greedy responses to the held-out prompts, ground-truth score per category (rank 0)."""
+    if world is None:
+        return None
+    model = unsharded(policy)  # under FSDP a whole copy on rank 0 (every rank must call this)
+    if rank != 0:
+        return None
+    metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
+                                      limit=cfg.eval_limit or None, desc="eval")
+    log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()},
+            **{f"eval/{c}_stderr": m["stderr"] for c, m in metrics.items()},
+            **{"eval/response_chars": sum(len(r["output"]) for r in records) / len(records)})
+    write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)
+    print0(world_eval.format_table(metrics, f"step {step}"))
+    return metrics
+
+
+def sample_table(step, roll, scored, responses, truth, n=4):
+    print0(f"rollouts at step {step}: prompt | response | score" + (" | ground truth" if truth else ""))
+    for i in range(min(n, len(responses))):
+        prompt = tok.decode(roll["seq"][i, :roll["Tp"]].tolist())
+        print0(f"  {prompt[-50:]!r:54} | {responses[i][:80]!r:84} | {scored['scores'][i].item():+.2f}" +
+               (f" | {truth[i]:.2f}" if truth else ""))
+
+
+# -----------------------------------------------------------------------------
+# training loop: one rollout batch per step, ppo_epochs x n_minibatches optimizer steps on it
+mb_size = cfg.minibatch // world_size  # rollouts of one minibatch on this rank
+reduce = lambda t: all_reduce_sum(t).to(t)  # noqa: E731  sum over ranks, in t's dtype and device
+t0, seen = time.time(), 0
+for step in range(start, total):
+    if cfg.eval_every and step % cfg.eval_every == 0:
+        evaluate(step)
+    ids = [keep[i] for i in batches[step][rank::world_size]]
+    roll = rollout([prompt_ids[i] for i in ids])
+    everyone = list(range(len(ids)))
+    scored = None if cfg.recompute else score(roll, everyone)  # standard PPO: old log-probs etc. from the rollout
+    stats = defaultdict(float)  # sums over this rank; all-reduced and normalised for the log line
+    for epoch in range(cfg.ppo_epochs):
+        for m in range(n_minibatches):
+            idx = everyone[m * mb_size:(m + 1) * mb_size]
+            if cfg.recompute:  # EasyLM: score this minibatch with the current (partly updated) parameters
+                old = score(roll, idx)
+                if epoch == 0:
+                    scored = old if scored is None else {k: torch.cat([scored[k], old[k]]) for k in old}
+            else:
+                old = {k: v[idx] for k, v in scored.items()}  # log-probs, values, returns of the sampling policy
+            mask = roll["mask"][idx]
+            advantages = whiten(old["advantages"], mask, shift_mean=True, all_reduce=reduce)  # over the minibatch
+            n_tokens = reduce(mask.sum().float())  # the minibatch's response tokens on all ranks: the normaliser
+            lr = lr_at(step * cfg.ppo_epochs * n_minibatches + epoch * n_minibatches + m, total_updates, cfg.lr,
+                       cfg.warmup, decay="constant")
+            for opt in (opt_policy, opt_value):
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            mbs = micro_batches(list(range(len(idx))), cfg.micro_batch)
+            for j, mb in enumerate(mbs):
+                if dist.is_initialized():  # FSDP2: reduce-scatter gradients after the last micro-batch only
+                    policy.set_requires_gradient_sync(j == len(mbs) - 1)
+                    value.set_requires_gradient_sync(j == len(mbs) - 1)
+                sel = [idx[i] for i in mb]
+                seq, attn, mmask = roll["seq"][sel], roll["attn"][sel], mask[mb]
+                logps = response_logps(forward(policy, seq, attn), seq, roll["Tp"], cfg.temperature) * mmask
+                vpred = forward(value, seq, attn)[:, roll["Tp"] - 1:-1].float()
+                pg, pg_clipped = ppo_policy_loss(logps, old["logps"][mb], advantages[mb], mmask, cfg.cliprange)
+                vf, vf_clipped = ppo_value_loss(vpred, old["values"][mb], old["returns"][mb], mmask,
+                                                cfg.cliprange_value)
+                # token mean over the whole minibatch however it is split (x world_size: FSDP averages over ranks);
+                # one backward: the policy's parameters get pg's gradient, the value model's vf_coef * vf's
+                ((pg.sum() + cfg.vf_coef * vf.sum()) / n_tokens * world_size).backward()
+                with torch.no_grad():
+                    log_ratio = (logps - old["logps"][mb]) * mmask
+                    stats["pg_loss"] += pg.sum().item()
+                    stats["vf_loss"] += vf.sum().item()
+                    stats["pg_clipped"] += pg_clipped.sum().item()
+                    stats["vf_clipped"] += vf_clipped.sum().item()
+                    stats["approxkl"] += 0.5 * (log_ratio ** 2).sum().item()  # lm-human-preferences' approxkl
+                    stats["ratio"] += (log_ratio.exp() * mmask).sum().item()
+                    stats["update_tokens"] += mmask.sum().item()
+            stats["grad_norm_policy"] += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+            stats["grad_norm_value"] += float(torch.nn.utils.clip_grad_norm_(value.parameters(), cfg.grad_clip))
+            for opt in (opt_policy, opt_value):
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+    seen += len(ids)
+
+    # --- one log line: rollout statistics (from the scoring), then the updates'
+    mask = roll["mask"].float()
+    ret, err = scored["returns"], (scored["returns"] - scored["values"]) * mask
+    responses = texts(roll)
+    truth = [world_score(rows[i], r, world["kb"]) for i, r in zip(ids, responses)] if world else []
+    stats.update(rollouts=len(ids), tokens=mask.sum().item(), score=scored["scores"].sum().item(),
+                 rm_score=scored["rm_scores"].sum().item(), kl=scored["kl"].sum().item(),
+                 kl_k3=(kl_estimate(scored["logps"], scored["ref_logps"], "k3") * mask).sum().item(),
+                 entropy=scored["entropy"].sum().item(), eos=scored["eos"].sum().item(),
+                 ret=ret.sum().item(), ret2=(ret ** 2).sum().item(), err=err.sum().item(), err2=(err ** 2).sum().item(),
+                 truth=sum(truth), sampler_err=0.0 if cfg.recompute else
+                 ((roll["sampler_logps"] - scored["logps"]).abs() * mask).sum().item())
+    keys = sorted(stats)
+    tot = dict(zip(keys, all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64)).tolist()))
+    n, n_tok, n_upd = tot["rollouts"], tot["tokens"], cfg.ppo_epochs * n_minibatches  # over all ranks
+    var = lambda x, x2: x2 / n_tok - (x / n_tok) ** 2  # noqa: E731  token variance from sums
+    if step % cfg.log_every == 0 or step == total - 1:
+        log.log(step, **{
+            "objective/scores": tot["score"] / n,  # after the missing-EOS penalty: what PPO maximises (with the KL)
+            "objective/rm_scores": tot["rm_score"] / n,  # the reward model's own score, penalty or not
+            "objective/kl": tot["kl"] / n,  # k1 summed over a response, mean over responses
+            "objective/kl_k3": tot["kl_k3"] / n,
+            "objective/rlhf_reward": (tot["score"] - cfg.kl_coef * tot["kl"]) / n,
+            "objective/entropy": tot["entropy"] / n_tok,  # per token, of the tempered sampling distribution
+            "policy/clipfrac": tot["pg_clipped"] / tot["update_tokens"],
+            "policy/approxkl": tot["approxkl"] / tot["update_tokens"],
+            "policy/ratio": tot["ratio"] / tot["update_tokens"],
+            "policy/sampler_logp_err": tot["sampler_err"] / n_tok,
+            "loss/policy": tot["pg_loss"] / tot["update_tokens"],
+            "loss/value": tot["vf_loss"] / tot["update_tokens"],
+            "val/explained_var": 1 - var(tot["err"], tot["err2"]) / max(var(tot["ret"], tot["ret2"]), 1e-12),
+            "val/clipfrac": tot["vf_clipped"] / tot["update_tokens"],
+            "response/length": n_tok / n,
+            "response/eos_rate": tot["eos"] / n,
+            **({"world/rollout_truth": tot["truth"] / n} if world else {}),
+            "grad_norm/policy": tot["grad_norm_policy"] / world_size / n_upd,
+            "grad_norm/value": tot["grad_norm_value"] / world_size / n_upd,
+            "lr": lr, "rollouts_per_s": round(seen * world_size / (time.time() - t0), 2)})
+    if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step == total - 1:
+        sample_table(step, roll, scored, responses, truth)
+    if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
+        save_run(os.path.join(cfg.out_dir, "value"), value, opt_value, step + 1, asdict(cfg), tok)
+        save_run(cfg.out_dir, policy, opt_policy, step + 1, asdict(cfg), tok)
+    if cfg.stop_after and step + 1 == cfg.stop_after:
+        raise SystemExit(f"stopping after step {step + 1} as asked (--stop_after); run again to resume")
+
+# -----------------------------------------------------------------------------
+# final policy (HF layout + tokenizer) and evaluation
+state = full_state_dict(policy)
+if rank == 0:
+    save_model(policy, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
+    for d in ("ckpt", "value"):  # finished: no resume state needed
+        shutil.rmtree(os.path.join(cfg.out_dir, d), ignore_errors=True)
+    print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
+metrics = evaluate(total)
+if metrics is not None:
+    write_json(os.path.join(cfg.out_dir, "eval_world.json"), metrics)
