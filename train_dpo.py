@@ -44,8 +44,8 @@ from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
 from nanopref.losses import DPO_LOSSES, dpo_loss, sequence_logps
 from nanopref.model import num_params
-from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
-                               make_optimizer, micro_batches, save_run, shard_model)
+from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
+                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model)
 from nanopref.world.build import build_world, load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 
@@ -351,3 +351,4 @@ metrics = evaluate(total)
 if metrics is not None:
     write_json(os.path.join(cfg.out_dir, "eval_world.json"), metrics)
     write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)
+finish_distributed()

@@ -64,8 +64,9 @@ from nanopref.losses import (entropy, gae, kl_estimate, penalise_missing_eos, pp
                              ppo_value_loss, response_logps, whiten)
 from nanopref.model import last_real_index, num_params
 from nanopref.tokenizer import encode_chat
-from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
-                               make_optimizer, micro_batches, sampling_copy, save_run, shard_model, unsharded)
+from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
+                               load_run, lr_at, make_optimizer, micro_batches, sampling_copy, save_run, shard_model,
+                               unsharded)
 from nanopref.world import score as world_score
 from nanopref.world.build import build_world, load_world
 
@@ -407,3 +408,4 @@ if rank == 0:
 metrics = evaluate(total)
 if metrics is not None:
     write_json(os.path.join(cfg.out_dir, "eval_world.json"), metrics)
+finish_distributed()

@@ -32,8 +32,8 @@ from nanopref.evals.lm import NanoprefLM
 from nanopref.losses import sft_loss
 from nanopref.model import Transformer, model_args, num_params
 from nanopref.tokenizer import Tokenizer
-from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
-                               make_optimizer, micro_batches, save_run, shard_model, unsharded)
+from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
+                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model, unsharded)
 from nanopref.world.build import build_world, load_world
 
 
@@ -172,3 +172,4 @@ if rank == 0:
 metrics = evaluate(total)
 if metrics is not None:
     write_json(os.path.join(cfg.out_dir, "eval_world.json"), metrics)
+finish_distributed()

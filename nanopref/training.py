@@ -26,6 +26,14 @@ def init_distributed(device="auto"):
     return rank, world, dev
 
 
+def finish_distributed():
+    """End of a script under torchrun: wait for every rank, then tear the process group down. Exiting with it alive
+    can abort a rank at interpreter shutdown (gloo's threads), which torchrun reports as a failed run."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard_model(model, param_dtype=None, reshard_after_forward=True):
     """FSDP2: shard each transformer block, then the root (embeddings, final norm, head). With param_dtype set
     (e.g. bf16), parameters are all-gathered in that dtype for compute while the fp32 master copy, gradients'
