@@ -37,7 +37,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nanopref.checkpoint import load_model, load_tokenizer, resolve, save_model
-from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json, write_jsonl
+from nanopref.common import (OUT_DIR, MetricsLog, parse_config, print0, print_config, seed_all, write_json,
+                             write_jsonl)
 from nanopref.data import load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -76,7 +77,7 @@ class Config:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     precompute_ref: bool = True  # reference log-probs once before training (cached on disk), else a forward per step
-    ref_cache: str = "out/cache/ref_logps"  # directory of cached reference log-probs
+    ref_cache: str = ""        # directory of cached reference log-probs ("" = $NANOPREF_OUT/cache/ref_logps)
     eval_every: int = 100       # steps between evaluations (0 = only at the end)
     eval_limit: int = 0         # world prompts per category (0 = all 200)
     save_every: int = 200       # steps between resumable checkpoints
@@ -107,6 +108,7 @@ if is_world:
 elif not cfg.init:
     raise SystemExit("--init=CHECKPOINT is required with --data=FILE (the SFT model to start from)")
 cfg.ref = cfg.ref or cfg.init
+cfg.ref_cache = cfg.ref_cache or os.path.join(OUT_DIR, "cache", "ref_logps")
 print_config(cfg)
 seed_all(cfg.seed)
 

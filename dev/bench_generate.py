@@ -4,8 +4,9 @@
     python dev/bench_generate.py --gpu           # CUDA: llama2-7b shape, bf16, random weights, batch 1, eager and compiled
 
 Both sides decode greedily for exactly 128 new tokens (no EOS), from the same left-padded prompts, and must
-produce the same tokens. Times are the median of a few runs after a warm-up; ratios are what to compare across
-machines, not absolute numbers. At batch 1, decoding reads every weight once per token, so weight bytes per second
+produce the same tokens. After a warm-up each side runs 5 times, interleaved with the other; the ratio is the
+median of the 5 per-pair ratios (their range beside it). Ratios are what to compare across machines, not
+absolute numbers. At batch 1, decoding reads every weight once per token, so weight bytes per second
 over the machine's measured copy bandwidth says how close to the memory limit a step runs.
 """
 import argparse
@@ -25,8 +26,9 @@ from nanopref.model import Transformer, model_args, num_params  # noqa: E402
 NEW = 128
 
 
-def timed(fn, repeats, sync):
-    fn()  # warm-up (and compilation)
+def timed(fn, repeats, sync, warmup=True):
+    if warmup:
+        fn()  # (and compilation)
     times = []
     for _ in range(repeats):
         sync()
@@ -51,7 +53,7 @@ def prompts(batch, vocab, seed=0):
             for n in torch.randint(8, 33, (batch,), generator=g)]
 
 
-def bench_cpu(preset, batch, bandwidth, repeats=3):
+def bench_cpu(preset, batch, bandwidth, repeats=5):
     import transformers
     torch.manual_seed(0)
     model = Transformer(model_args(preset)).eval()
@@ -62,14 +64,22 @@ def bench_cpu(preset, batch, bandwidth, repeats=3):
     ps = prompts(batch, model.args.vocab_size)
     tokens, mask = left_pad(ps, 0, "cpu")
     noop = lambda: None  # noqa: E731
-    t_ours, ours = timed(lambda: generate(model, ps, NEW, eos_id=-1, pad_id=0, temperature=0), repeats, noop)
-    with torch.no_grad():
-        t_hf, theirs = timed(lambda: hf.generate(input_ids=tokens, attention_mask=mask, max_new_tokens=NEW,
-                                                 min_new_tokens=NEW, do_sample=False, pad_token_id=0,
-                                                 eos_token_id=None), repeats, noop)
-    same = (theirs[:, tokens.shape[1]:] == ours.tokens).float().mean().item()
+    ours_fn = lambda: generate(model, ps, NEW, eos_id=-1, pad_id=0, temperature=0).tokens  # noqa: E731
+
+    @torch.no_grad()
+    def hf_fn():
+        return hf.generate(input_ids=tokens, attention_mask=mask, max_new_tokens=NEW, min_new_tokens=NEW,
+                           do_sample=False, pad_token_id=0, eos_token_id=None)[:, tokens.shape[1]:]
+    # interleaved (ours, HF, ours, HF, ...): a machine whose speed drifts during the run (shared CPUs) moves both
+    # sides of each pair alike, so the median of the per-pair ratios is steadier than a ratio of two medians
+    ours, theirs = ours_fn(), hf_fn()  # warm-up
+    pairs = [(timed(ours_fn, 1, noop, warmup=False), timed(hf_fn, 1, noop, warmup=False)) for _ in range(repeats)]
+    t_ours = statistics.median(p[0][0] for p in pairs)
+    t_hf = statistics.median(p[1][0] for p in pairs)
     row = dict(preset=preset, params=num_params(model), batch=batch, ours=batch * NEW / t_ours,
-               hf=batch * NEW / t_hf, same_tokens=same)
+               hf=batch * NEW / t_hf, ratio=statistics.median(p[1][0] / p[0][0] for p in pairs),
+               spread=(min(p[1][0] / p[0][0] for p in pairs), max(p[1][0] / p[0][0] for p in pairs)),
+               same_tokens=(theirs == ours).float().mean().item())
     if batch == 1:
         row["weight_bw_frac"] = num_params(model) * 4 * row["ours"] / bandwidth
         row["hf_weight_bw_frac"] = num_params(model) * 4 * row["hf"] / bandwidth
@@ -86,12 +96,12 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; copy bandwidth {bw / 1e9:.1f} GB/s "
           f"(read + write of a 512 MiB fp32 copy)")
     print(f"{'preset':10} {'params':>8} {'batch':>5} {'nanopref tok/s':>15} {'HF tok/s':>9} {'ratio':>6} "
-          f"{'same tokens':>11} {'weights/bw':>10}")
+          f"{'(min-max)':>11} {'same tokens':>11} {'weights/bw':>10}")
     for preset, batch in [("tiny", 64), ("bench-20m", 1), ("bench-20m", 16)]:
         r = bench_cpu(preset, batch, bw)
         frac = f"{r['weight_bw_frac']:.0%} (HF {r['hf_weight_bw_frac']:.0%})" if "weight_bw_frac" in r else ""
         print(f"{r['preset']:10} {r['params'] / 1e6:7.1f}M {r['batch']:5d} {r['ours']:15.0f} {r['hf']:9.0f} "
-              f"{r['ours'] / r['hf']:5.2f}x {r['same_tokens']:11.1%} {frac}", flush=True)
+              f"{r['ratio']:5.2f}x {r['spread'][0]:5.2f}-{r['spread'][1]:.2f}x {r['same_tokens']:11.1%} {frac}", flush=True)
 
 
 def bench_gpu():

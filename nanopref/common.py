@@ -15,7 +15,9 @@ import torch
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Real benchmark / preference files. One setting for tests, evaluators and loaders.
 DATA_DIR = os.environ.get("NANOPREF_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
-OUT_DIR = os.environ.get("NANOPREF_OUT", os.path.join(REPO_ROOT, "out"))  # runs, world cache
+# The built world and the caches (reference log-probs, Best-of-N samples, code results). Run directories are each
+# script's --out_dir instead (default out/<stage>, relative to the working directory).
+OUT_DIR = os.environ.get("NANOPREF_OUT", os.path.join(REPO_ROOT, "out"))
 
 
 def data_path(*parts):

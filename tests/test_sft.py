@@ -51,6 +51,18 @@ def test_sft_reproducible_and_sharded_equals_single(tmp_path):
     assert any("eval/overall" in r for r in ma)
     for f in ("model/model.safetensors", "eval_world.json", "eval_world_samples.jsonl"):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+    # evaluate.py on the saved checkpoint gives the trainer's own numbers (same prompts, same greedy responses)
+    env = dict(os.environ, NANOPREF_OUT=str(tmp_path / "shared_out"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "evaluate.py", f"--model={a}", "--tasks=world", "--limit=4",
+                        f"--out={tmp_path / 'ev.json'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    mine = json.load(open(os.path.join(a, "eval_world.json")))
+    theirs = json.load(open(tmp_path / "ev.json"))[a]["world"]["metrics"]
+    assert {c: m["score"] for c, m in mine.items()} == {c: theirs[c] for c in mine}, (mine, theirs)
+    outputs = lambda rows: [(r["id"], r["output"], r["score"]) for r in rows]  # noqa: E731 (4 steps: scores are 0)
+    samples = [json.loads(l) for l in open(os.path.join(a, "eval_world_samples.jsonl"))]
+    assert outputs(samples) == outputs(json.load(open(tmp_path / "ev.json"))[a]["world"]["records"])
     c, _ = sft(tmp_path, "c", "--max_steps=4", "--micro_batch=8", nproc=2)  # 2 ranks x 2 micro-batches of 8
     wa, wc = load_model(a).state_dict(), load_model(c).state_dict()
     assert max((wa[k] - wc[k]).abs().max().item() for k in wa) < 1e-4

@@ -3,16 +3,24 @@ labelled by simulated annotators that mimic the paper's data sources.
 
     python -m nanopref.world.prefs                       # build (if missing) and print each dataset's agreement
     python -m nanopref.world.prefs --sft=out/sft --world_seed=0
-(cached in out/world/seed<N>/prefs/, rebuilt whenever the SFT checkpoint or the world changes)
+(cached in out/world/seed<N>/prefs/, rebuilt whenever the SFT checkpoint, the world or the code making the prefs
+changes)
 
 Candidates per prompt (UltraFeedback rated 4 completions from different models): two samples of the SFT policy
 at temperature 1, one perturbed (worse) variant of the first sample, and one written response, good or flawed
 in equal measure (a stronger or weaker "other model"). The oracle's mean of aspects is the ground truth.
+Identical texts (two equal policy samples) are rated once: a pair of copies carries no signal (UltraFeedback's
+four completions come from four different models).
+Two knobs for reward-model experiments, off by default (dev/LOG.md, issue 4): MATH_SAMPLES > 2 samples more
+policy responses for math prompts, and categories in ALL_PAIRS pair the chosen response with *every* worse
+candidate in the UF datasets instead of one random one. With 8 and ("math",) the RM's math Best-of-16 rose from
+0.24-0.32 to 0.34-0.39 (still not above a random sample by more than noise), at 2.4x the uf_fine pairs (70% math),
+which would also make DPO on uf_fine mostly a math run. test_gold always keeps the first four candidates.
 
 Datasets, in the schema of UltraFeedback-binarized (prompt, chosen/rejected message lists, score_chosen/rejected)
 plus category, the annotator's aspect ratings and the oracle's true scores:
   uf_fine     fine-grained synthetic (UltraFeedback "mean of aspects"): a careful rater scores each aspect 1-5 with
-              small noise; chosen = highest mean, rejected = a random lower one of the other three
+              small noise; chosen = highest mean, rejected = a random lower one of the others
   uf_overall  overall-score synthetic (UltraFeedback "overall"): one holistic 1-10 score with more noise
   hh_human    human-like (HH-RLHF): two policy samples, the better picked with 30% annotator disagreement;
               helpful/harmless prompts (chat and safety weighted up)
@@ -31,45 +39,69 @@ from nanopref.common import read_jsonl, write_json, write_jsonl
 from nanopref.world import ASPECTS, flawed_response, good_response, overall, perturb, rate
 
 DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")
+MATH_SAMPLES = 2  # policy samples per math prompt (2 for the other categories): see the docstring
+ALL_PAIRS = ()    # categories where the UF datasets pair the chosen response with every worse candidate
 HH_WEIGHTS = {"chat": 3, "safety": 3, "truth": 1, "ifeval": 1, "math": 1}  # relative prompt weights for hh_human
 
 
-def sample_candidates(lm, prompts, kb, seed, max_new_tokens=96):
-    """Four candidate responses per prompt with their oracle ratings: [[{"text", "source", "aspects", "true"}]]."""
-    outs = lm.generate([lm.chat(ex["prompt"]) for ex in prompts], max_new_tokens, temperature=1.0, n=2,
-                       desc="sampling candidates")
+def sample_candidates(lm, prompts, kb, seed, max_new_tokens=96, math_samples=MATH_SAMPLES):
+    """Candidate responses per prompt with their oracle ratings: [[{"text", "source", "aspects", "true"}]]. The
+    first four are UltraFeedback's: two policy samples, the first one perturbed, a written response; math prompts
+    then have math_samples - 2 more policy samples."""
+    outs = [None] * len(prompts)
+    for n in sorted({2, math_samples}):  # one generate call per number of samples
+        idx = [k for k, ex in enumerate(prompts) if (math_samples if ex["category"] == "math" else 2) == n]
+        texts = lm.generate([lm.chat(prompts[k]["prompt"]) for k in idx], max_new_tokens, temperature=1.0, n=n,
+                            desc=f"sampling {n} candidates per prompt")
+        for k, t in zip(idx, texts):
+            outs[k] = t
     rng = random.Random(f"candidates-{seed}")
     cands = []
-    for ex, (s1, s2) in zip(prompts, outs):
+    for ex, (s1, s2, *more) in zip(prompts, outs):
         written = good_response(ex, kb, rng) if rng.random() < 0.5 else flawed_response(ex, kb, rng)
         row = []
-        for text, src in [(s1, "policy"), (s2, "policy"), (perturb(ex, s1, kb, rng), "perturbed"), (written, "written")]:
+        for text, src in [(s1, "policy"), (s2, "policy"), (perturb(ex, s1, kb, rng), "perturbed"), (written, "written")
+                          ] + [(t, "policy") for t in more]:
             aspects = rate(ex, text, kb)
             row.append(dict(text=text, source=src, aspects=aspects, true=overall(aspects)))
         cands.append(row)
     return cands
 
 
-def _binarize(scores, rng):
+def distinct(cands):
+    """Indices of the candidates whose text no earlier candidate has: two identical responses with different noisy
+    ratings would make a pair that carries no signal (UltraFeedback's four come from four different models)."""
+    seen, keep = set(), []
+    for i, c in enumerate(cands):
+        if c["text"] not in seen:
+            seen.add(c["text"])
+            keep.append(i)
+    return keep
+
+
+def _binarize(scores, rng, all_pairs=False):
     """UltraFeedback-binarized: chosen = the highest score (ties broken at random), rejected = a random candidate
-    with a strictly lower score; None when all scores tie."""
-    best = max(scores)
-    chosen = rng.choice([i for i, s in enumerate(scores) if s == best])
-    lower = [i for i, s in enumerate(scores) if s < best]
-    return (chosen, rng.choice(lower)) if lower else None
+    with a strictly lower score, or (all_pairs) every one of them; [] when all scores tie. scores: {index: score}."""
+    best = max(scores.values())
+    chosen = rng.choice([i for i, s in scores.items() if s == best])
+    lower = [i for i, s in scores.items() if s < best]
+    if not lower:
+        return []
+    return [(chosen, j) for j in lower] if all_pairs else [(chosen, rng.choice(lower))]
 
 
 def label(name, ex, cands, rng):
-    """-> (chosen index, rejected index, annotator scores) or None, for one prompt under annotator `name`."""
-    if name == "uf_fine":
-        noisy = [{a: min(5, max(1, round(c["aspects"][a] + rng.gauss(0, 0.5)))) for a in ASPECTS} for c in cands]
-        scores = [sum(n.values()) / len(ASPECTS) for n in noisy]
-        pick = _binarize(scores, rng)
-        return pick and (*pick, scores, noisy)
-    if name == "uf_overall":
-        scores = [min(10, max(1, round(2 * c["true"] + rng.gauss(0, 1.5)))) for c in cands]
-        pick = _binarize(scores, rng)
-        return pick and (*pick, scores, None)
+    """-> [(chosen index, rejected index, annotator scores by index, annotator aspects by index or None)], the
+    pairs one prompt gives under annotator `name` (UltraFeedback: one, or for math one per worse candidate)."""
+    if name in ("uf_fine", "uf_overall"):
+        keep = distinct(cands)
+        if name == "uf_fine":
+            noisy = {i: {a: min(5, max(1, round(cands[i]["aspects"][a] + rng.gauss(0, 0.5)))) for a in ASPECTS}
+                     for i in keep}
+            scores = {i: sum(n.values()) / len(ASPECTS) for i, n in noisy.items()}
+        else:
+            noisy, scores = None, {i: min(10, max(1, round(2 * cands[i]["true"] + rng.gauss(0, 1.5)))) for i in keep}
+        return [(i, j, scores, noisy) for i, j in _binarize(scores, rng, all_pairs=ex["category"] in ALL_PAIRS)]
     a, b = 0, 1  # the other annotators compare the two policy samples, as HH, SHP and Arena compare two outputs
     ca, cb = cands[a], cands[b]
     if name == "hh_human":
@@ -88,9 +120,9 @@ def label(name, ex, cands, rng):
     else:
         raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
     if ca["text"] == cb["text"]:
-        return None
+        return []
     lose = b if win == a else a
-    return win, lose, [1.0 if i == win else 0.0 for i in range(2)], None
+    return [(win, lose, {win: 1.0, lose: 0.0}, None)]
 
 
 def _row(ex, cands, i, j, scores, aspects, source):
@@ -124,11 +156,8 @@ def build_prefs(world_dir, lm, kb, seed=0, test_frac=0.15):
         keep = train
         if name == "hh_human":  # HH-RLHF's prompts are dialogue and red-teaming: reweight categories
             keep = [k for k in train if drng.random() < HH_WEIGHTS[prompts[k]["category"]] / 3]
-        rows = []
-        for k in keep:
-            lab = label(name, prompts[k], cands[k], drng)
-            if lab:
-                rows.append(_row(prompts[k], cands[k], lab[0], lab[1], lab[2], lab[3], name))
+        rows = [_row(prompts[k], cands[k], i, j, scores, aspects, name)
+                for k in keep for i, j, scores, aspects in label(name, prompts[k], cands[k], drng)]
         write_jsonl(os.path.join(out, f"{name}.jsonl"), rows)
     return out
 
@@ -175,8 +204,9 @@ def ensure_prefs(sft, world_seed=0):
     out = os.path.join(wdir, "prefs")
     if not os.path.exists(sft):
         raise SystemExit(f"no SFT checkpoint at {sft}: run `python train_sft.py` first")
-    # rebuilt when the SFT model or the world (its prompts, its code) changes
-    key = dict(sft=_fingerprint(resolve(sft)), world=read_json(os.path.join(wdir, "manifest.json"))["spec"])
+    # rebuilt when the SFT model, the world (its prompts, its code) or the code that makes the prefs changes
+    key = dict(sft=_fingerprint(resolve(sft)), world=read_json(os.path.join(wdir, "manifest.json"))["spec"],
+               code=code_hash())
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and read_json(manifest) == key:
         return out
@@ -186,6 +216,16 @@ def ensure_prefs(sft, world_seed=0):
     build_prefs(wdir, lm, load_world(wdir)["kb"], seed=world_seed)
     write_json(manifest, key)
     return out
+
+
+def code_hash(root=os.path.dirname(os.path.abspath(__file__))):
+    """The modules that make the preference data from the samples (this file, and the oracle, scorers and perturber
+    it calls; the writers are in the world's own code hash): a change to any of them rebuilds the cached prefs."""
+    h = hashlib.sha256()
+    for name in ("prefs.py", "oracle.py", "scorers.py", "perturb.py"):
+        with open(os.path.join(root, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
 
 
 def _fingerprint(ckpt):
