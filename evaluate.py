@@ -20,7 +20,8 @@ Tasks (protocols of open-instruct mid-2024, PAPER_NOTES §1.5; each module's doc
   alpaca_eval  AlpacaEval 2 win rate and length-controlled win rate against gpt4_1106_preview with --judge
                (alpaca_eval1: AlpacaEval 1 against text_davinci_003)
 Benchmark files are read from $NANOPREF_DATA (default ../shared/data). Results: a printed table and JSON
-(--out, default <model>/eval_<tasks>.json; with --responses, next to the responses file).
+(--out: one JSON for all models; default <model>/evaluate_<tasks>.json for each model; with --responses, next to
+the responses file).
 """
 import glob
 import importlib
@@ -122,7 +123,8 @@ def main():
         for path in models:
             lm = NanoprefLM.load(path, device=device, dtype=dtype, template=cfg.template, batch_size=cfg.batch_size)
             results[path] = {t: run_task(t, lm, cfg, judge, tqa) for t in tasks}
-            write_json(cfg.out or os.path.join(path, f"eval_{'_'.join(tasks)}.json"), results[path])
+            if not cfg.out:  # beside the checkpoint; not eval_world.json, which is the trainer's own evaluation
+                write_json(os.path.join(path, f"evaluate_{'_'.join(tasks)}.json"), results[path])
         out = cfg.out or None
     if out:
         write_json(out, results)
