@@ -92,7 +92,8 @@ def _binarize(scores, rng, all_pairs=False):
 
 def label(name, ex, cands, rng):
     """-> [(chosen index, rejected index, annotator scores by index, annotator aspects by index or None)], the
-    pairs one prompt gives under annotator `name` (UltraFeedback: one, or for math one per worse candidate)."""
+    pairs one prompt gives under annotator `name` (one; in the UF datasets, one per worse candidate for the
+    categories in ALL_PAIRS)."""
     if name in ("uf_fine", "uf_overall"):
         keep = distinct(cands)
         if name == "uf_fine":
