@@ -53,8 +53,8 @@ from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
 from nanopref.losses import bradley_terry_loss, regression_loss
 from nanopref.model import Transformer, last_real_index, num_params
-from nanopref.training import (all_reduce_sum, batch_order, full_state_dict, init_distributed, load_run, lr_at,
-                               make_optimizer, micro_batches, save_run, shard_model)
+from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
+                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model)
 from nanopref.world.build import load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 
@@ -267,10 +267,7 @@ for step in range(start, total):
 # final model (HF layout + tokenizer), then evaluation of what was saved, on rank 0
 state = full_state_dict(model)
 final = os.path.join(cfg.out_dir, "model")
-if dist.is_initialized():  # the rest runs on rank 0 alone, on an unsharded copy of the saved model
-    dist.destroy_process_group()
-if rank != 0:
-    raise SystemExit(0)
+finish_distributed(leave=rank != 0)  # under torchrun the other ranks end here; rank 0 evaluates what it saved
 save_model(model, final, tokenizer=tok, state=state)
 write_json(os.path.join(final, "nanopref_config.json"), dict(asdict(cfg), target_mean=t_mean, target_std=t_std))
 shutil.rmtree(os.path.join(cfg.out_dir, "ckpt"), ignore_errors=True)  # finished: no resume state needed
@@ -288,3 +285,4 @@ if world is not None and cfg.bon_n:
         print0(f"  [{rec['category']}] {rec['prompt'][:60]!r} -> {rec['samples'][row['pick']][:80]!r} "
                f"(truth {rec['scores'][row['pick']]:.2f}; greedy {rec['greedy_score']:.2f})")
 write_json(os.path.join(cfg.out_dir, "eval_rm.json"), results)
+finish_distributed()

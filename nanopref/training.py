@@ -7,6 +7,7 @@ Distributed mode is detected from torchrun's environment, so every script runs u
 import math
 import os
 import random
+import sys
 
 import torch
 import torch.distributed as dist
@@ -26,12 +27,19 @@ def init_distributed(device="auto"):
     return rank, world, dev
 
 
-def finish_distributed():
-    """End of a script under torchrun: wait for every rank, then tear the process group down. Exiting with it alive
-    can abort a rank at interpreter shutdown (gloo's threads), which torchrun reports as a failed run."""
+def finish_distributed(leave=True):
+    """End of a script under torchrun: wait for every rank, tear the process group down, then (leave) exit at once.
+    A finished 2-rank gloo job's interpreter shutdown intermittently aborts a rank ("terminate called without an
+    active exception", a C++ thread destroyed while joinable: 3 runs in 32 here), which torchrun reports as a failed
+    run; os._exit skips that teardown. Everything has been written (files are closed) by then. leave=False: only the
+    teardown, for rank 0 to go on alone. Outside torchrun: nothing."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    if leave and dist_info()[2] > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def shard_model(model, param_dtype=None, reshard_after_forward=True):
@@ -50,8 +58,7 @@ def shard_model(model, param_dtype=None, reshard_after_forward=True):
 
 def full_state_dict(model):
     """A plain (unsharded, CPU) state dict; under FSDP every rank must call it (one all-gather per tensor, in the
-    same order everywhere) and only rank 0 gets the tensors. (Gathered by hand: with torch.distributed.checkpoint's
-    get_model_state_dict, ~1 run in 10 of a 2-rank gloo job aborted at interpreter exit, dev/LOG.md.)"""
+    same order everywhere) and only rank 0 gets the tensors."""
     if not dist.is_initialized():
         return model.state_dict()
     state = {}
@@ -187,8 +194,19 @@ def save_run(out_dir, model, optimizer, step, config, tokenizer=None, extra=None
 
 
 def _full_optim_state(model, optimizer):
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    """The optimizer's state gathered by hand, in torch.distributed.checkpoint's "full state dict" format (state and
+    param_groups keyed by parameter name), which load_run's set_optimizer_state_dict reads. Collective under FSDP:
+    one all-gather per state tensor in parameter order, the same on every rank; only rank 0 keeps the tensors."""
+    names = {p: n for n, p in model.named_parameters()}
+    state, groups = {}, []
+    for g in optimizer.param_groups:
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [names[p] for p in g["params"]]})
+        for p in g["params"]:
+            for k, v in optimizer.state.get(p, {}).items():
+                full = v.full_tensor() if hasattr(v, "full_tensor") else v
+                if dist.get_rank() == 0:
+                    state.setdefault(names[p], {})[k] = full.detach().cpu()
+    return dict(state=state, param_groups=groups)
 
 
 def load_run(out_dir, model, optimizer):

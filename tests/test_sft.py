@@ -69,11 +69,13 @@ def test_sft_reproducible_and_sharded_equals_single(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    full, _ = sft(tmp_path, "full", "--max_steps=6", "--save_every=3")
-    part, _ = sft(tmp_path, "part", "--max_steps=6", "--save_every=3", "--stop_after=3", ok=False)  # "killed"
-    assert os.path.exists(os.path.join(part, "ckpt", "train_state.pt"))
-    part, m = sft(tmp_path, "part", "--max_steps=6", "--save_every=3")
+@pytest.mark.parametrize("nproc", [1, 2])  # 2: FSDP2 over two gloo ranks, sharded optimizer state gathered and re-sharded
+def test_killed_run_resumes_to_the_same_weights(tmp_path, nproc):
+    args = ["--max_steps=6", "--save_every=3", "--micro_batch=8"]
+    full, _ = sft(tmp_path, "full", *args, nproc=nproc)
+    part, _ = sft(tmp_path, "part", *args, "--stop_after=3", nproc=nproc, ok=False)
+    assert os.path.exists(os.path.join(part, "ckpt", "train_state.pt"))  # "killed" after step 3, saved at 3
+    part, m = sft(tmp_path, "part", *args, nproc=nproc)
     assert [r["step"] for r in m if "loss" in r][:1] == [0] and m[-1]["step"] == 6
     wa, wb = load_model(full).state_dict(), load_model(part).state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
