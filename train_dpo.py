@@ -37,8 +37,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nanopref.checkpoint import load_model, load_tokenizer, resolve, save_model
-from nanopref.common import (OUT_DIR, MetricsLog, parse_config, print0, print_config, seed_all, write_json,
-                             write_jsonl)
+from nanopref.common import (OUT_DIR, MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all,
+                             write_json, write_jsonl)
 from nanopref.data import load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -92,9 +92,7 @@ PAPER = dict(max_len=4096, micro_batch=4, lr=5e-7)
 
 cfg = parse_config(Config)
 is_world = cfg.data in DATASETS
-for k, v in (WORLD if is_world else PAPER).items():
-    if not getattr(cfg, k):
-        setattr(cfg, k, v)
+fill_defaults(cfg, WORLD if is_world else PAPER)
 if cfg.loss_type not in DPO_LOSSES:
     raise SystemExit(f"unknown --loss_type={cfg.loss_type}; known: {', '.join(DPO_LOSSES)}")
 rank, world_size, device = init_distributed(cfg.device)

@@ -55,8 +55,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import (MetricsLog, parse_config, print0, print_config, read_jsonl, seed_all, write_json,
-                             write_jsonl)
+from nanopref.common import (MetricsLog, fill_defaults, parse_config, print0, print_config, read_jsonl, seed_all,
+                             write_json, write_jsonl)
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
@@ -120,9 +120,7 @@ PAPER = dict(max_prompt_len=1024, max_new_tokens=1024, batch_size=512, minibatch
 
 cfg = parse_config(Config)
 on_world = cfg.prompts in ("general", "math")
-for k, v in (WORLD if on_world else PAPER).items():
-    if not getattr(cfg, k):
-        setattr(cfg, k, v)
+fill_defaults(cfg, WORLD if on_world else PAPER)
 rank, world_size, device = init_distributed(cfg.device)
 if cfg.batch_size % cfg.minibatch or cfg.minibatch % world_size:
     raise SystemExit(f"batch_size {cfg.batch_size} must be a multiple of minibatch {cfg.minibatch}, and minibatch a "

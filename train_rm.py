@@ -47,7 +47,7 @@ import torch
 import torch.distributed as dist
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json
+from nanopref.common import MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all, write_json
 from nanopref.data import load_preferences, pair_batch, tokenize_pairs
 from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
@@ -103,9 +103,7 @@ PRESET_SFT = dict(tiny="out/sft", small="out/sft_small")
 
 cfg = parse_config(Config)
 on_world = cfg.data in DATASETS
-for k, v in (WORLD if on_world else PAPER).items():
-    if not getattr(cfg, k):
-        setattr(cfg, k, v)
+fill_defaults(cfg, WORLD if on_world else PAPER)
 if cfg.preset not in PRESET_SFT:
     raise SystemExit(f"unknown --preset={cfg.preset}; known: {', '.join(PRESET_SFT)}")
 if cfg.loss not in ("bt", "regression") or cfg.target not in ("score", "true"):

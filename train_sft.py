@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import MetricsLog, parse_config, print0, print_config, seed_all, write_json, write_jsonl
+from nanopref.common import (MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all, write_json,
+                             write_jsonl)
 from nanopref.data import load_sft, pad_right, tokenize_sft
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -69,9 +70,7 @@ WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=3, lr=3e-3)
 PAPER = dict(max_len=4096, batch_size=128, micro_batch=4, epochs=2, lr=2e-5)
 
 cfg = parse_config(Config)
-for k, v in (WORLD if cfg.data == "world" else PAPER).items():
-    if not getattr(cfg, k):
-        setattr(cfg, k, v)
+fill_defaults(cfg, WORLD if cfg.data == "world" else PAPER)
 rank, world_size, device = init_distributed(cfg.device)
 if cfg.batch_size % (cfg.micro_batch * world_size):
     raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by micro_batch {cfg.micro_batch} x "

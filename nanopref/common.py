@@ -46,6 +46,14 @@ def _convert(field, raw):
     raise ValueError(f"--{field.name}: unsupported type {field.type}")
 
 
+def fill_defaults(cfg, defaults):
+    """Set each field named in `defaults` that the command line left unset (0 or "") to its default: the scripts
+    keep two sets, the embedded world's and the paper's, and pick one once the data source is known."""
+    for k, v in defaults.items():
+        if not getattr(cfg, k):
+            setattr(cfg, k, v)
+
+
 def parse_config(cls, argv=None):
     """Build `cls()` and apply `--key=value` overrides; unknown keys are an error naming them."""
     argv = sys.argv[1:] if argv is None else argv
