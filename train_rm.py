@@ -1,10 +1,11 @@
 """Reward model: a Llama-2 with a scalar head, initialised from an SFT checkpoint, trained on preference pairs with
 the Bradley-Terry loss -log sigma(r_chosen - r_rejected) (or, --loss=regression, fit to per-response ratings).
 
-    python train_rm.py                          # the embedded world: RM from out/sft on uf_fine, then pairwise
-                                                # accuracy on test_gold per category and Best-of-16. On a 2-core
-                                                # CPU: ~2 min of training, + ~5 min of sampling the first time
-    python train_rm.py --data=hh_human          # another world dataset (uf_overall, hh_human, web_length, arena)
+    python train_rm.py                          # the embedded world: RM from out/sft on uf_fine + math_steps, then
+                                                # pairwise accuracy on test_gold per category and Best-of-16. On a
+                                                # 2-core CPU: ~7 min of training, + ~2 min of sampling the first time
+    python train_rm.py --data=hh_human          # other world datasets (uf_fine, uf_overall, hh_human, web_length,
+                                                # arena, math_steps; "+" joins them) or JSONL files
     python train_rm.py --preset=small           # the larger world RM, from out/sft_small, made by
                                                 # `python train_sft.py --preset=small --out_dir=out/sft_small`
     python train_rm.py --loss=regression        # fit the annotators' ratings (score_chosen / score_rejected)
@@ -29,8 +30,11 @@ RM-size study, the policy whose samples are reranked stays the same (out/sft, --
 
 Departures from the paper's RM recipe (EasyLM llama_train_rm.py: lr 1e-5 -> 1e-6 linear, warmup 3%, 1 epoch,
 batch 512, AdamW wd 0 with EasyLM's b2 0.95 and clip 1.0, seq len 4096, over-long pairs dropped, margin off):
-  1. On the world: batch 32, lr 1e-3 -> 1e-4, 2 epochs, max_len 256 (a 1M-parameter RM on ~3k pairs; a sweep
-     over lr 3e-5..1e-3 and 2..8 epochs is in dev/LOG.md).
+  1. On the world: batch 32, lr 1e-3 -> 1e-4, 3 epochs, max_len 256 (a 1M-parameter RM on ~25k pairs; a sweep
+     over lr 3e-5..1e-3 and 2..8 epochs is in dev/LOG.md), and the data is uf_fine plus math_steps, PRM800k-like
+     math pairs (Tulu 2.5's preference data has a prm800k_pairs_phase2 split, and its released preference-mix RMs
+     train on a mixture of splits; the paper's main RM is UltraFeedback-only): on uf_fine alone the world's RM
+     never learned to check arithmetic, and its Best-of-16 on math fell below a random sample (dev/LOG.md).
   2. The score head starts from N(0, 1/sqrt(C+1)), not N(0, 0.02) (above; --head_std=0.02 restores it).
   3. Batches group pairs of similar length (batch_order's length windows: less padding), not a plain shuffle.
   4. The regression variant (not in the paper) standardises its targets over the training responses (z-scores),
@@ -61,7 +65,7 @@ from nanopref.world.prefs import DATASETS, ensure_prefs
 
 @dataclass
 class Config:
-    data: str = "uf_fine"       # a world dataset (uf_fine uf_overall hh_human web_length arena) or a JSONL of pairs
+    data: str = "uf_fine+math_steps"  # world datasets joined by + (prefs.DATASETS), or JSONL files of pairs
     sft: str = ""               # SFT checkpoint to start from ("" = the preset's: out/sft, out/sft_small)
     preset: str = "tiny"        # world RM size: tiny (from out/sft) or small (from out/sft_small)
     policy: str = "out/sft"     # world: the policy whose samples make the preference data and the Best-of-N candidates
@@ -77,7 +81,7 @@ class Config:
     max_len: int = 0            # longest prompt + response in tokens; longer pairs are dropped (0: 256 world, 4096)
     batch_size: int = 0         # pairs per optimizer step over all ranks (0: 32 world, 512 paper)
     micro_batch: int = 0        # pairs per forward on each rank, 2x that many sequences (0: 32 world, 4 otherwise)
-    epochs: int = 0             # (0: 2 world, 1 paper)
+    epochs: int = 0             # (0: 3 world, 1 paper)
     max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
     lr: float = 0.0             # peak learning rate (0: 1e-3 world, 1e-5 paper)
     end_lr_ratio: float = 0.1   # linear decay to lr * this at the last step (the paper: 1e-5 -> 1e-6)
@@ -97,12 +101,13 @@ class Config:
     log_every: int = 1
 
 
-WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=2, lr=1e-3)
+WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=3, lr=1e-3)
 PAPER = dict(max_len=4096, batch_size=512, micro_batch=4, epochs=1, lr=1e-5)
 PRESET_SFT = dict(tiny="out/sft", small="out/sft_small")
 
 cfg = parse_config(Config)
-on_world = cfg.data in DATASETS
+parts = cfg.data.split("+")
+on_world = all(p in DATASETS for p in parts)
 fill_defaults(cfg, WORLD if on_world else PAPER)
 if cfg.preset not in PRESET_SFT:
     raise SystemExit(f"unknown --preset={cfg.preset}; known: {', '.join(PRESET_SFT)}")
@@ -110,9 +115,10 @@ if cfg.loss not in ("bt", "regression") or cfg.target not in ("score", "true"):
     raise SystemExit(f"--loss must be bt or regression (got {cfg.loss}); --target score or true (got {cfg.target})")
 cfg.sft = cfg.sft or (PRESET_SFT[cfg.preset] if on_world else "")
 if not cfg.out_dir:
-    name = cfg.data if on_world else os.path.basename(cfg.data).split(".")[0]
+    name = "_".join(p if on_world else os.path.basename(p).split(".")[0] for p in parts)
     cfg.out_dir = os.path.join("out", "rm" + ("_small" if cfg.preset == "small" else "") +
-                               ("" if name == "uf_fine" else f"_{name}") + ("_reg" if cfg.loss == "regression" else ""))
+                               ("" if cfg.data == Config.data else f"_{name}") +
+                               ("_reg" if cfg.loss == "regression" else ""))
 rank, world_size, device = init_distributed(cfg.device)
 if cfg.batch_size % world_size:
     raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by {world_size} ranks")
@@ -135,27 +141,33 @@ world = None
 if on_world:
     prefs_dir = ensure_prefs(cfg.policy, cfg.world_seed)  # built from the policy's samples, cached
     world = load_world(os.path.dirname(prefs_dir))
-    train_path = os.path.join(prefs_dir, f"{cfg.data}.jsonl")
+    train_paths = [os.path.join(prefs_dir, f"{p}.jsonl") for p in parts]
     eval_paths = cfg.eval_data.split(",") if cfg.eval_data else [os.path.join(prefs_dir, "test_gold.jsonl")]
 else:
     if not cfg.sft:
         raise SystemExit("--sft=CHECKPOINT is required with --data=FILE (the SFT model the RM starts from)")
-    train_path, eval_paths = cfg.data, [p for p in cfg.eval_data.split(",") if p]
+    train_paths, eval_paths = parts, [p for p in cfg.eval_data.split(",") if p]
 if not os.path.exists(cfg.sft):
     how = f"`python train_sft.py{' --preset=small --out_dir=out/sft_small' if cfg.sft == 'out/sft_small' else ''}`"
     raise SystemExit(f"no SFT checkpoint at {cfg.sft}" + (f": make it with {how}" if cfg.sft in PRESET_SFT.values()
                                                           else ""))
-examples, skipped = load_preferences(train_path)
+examples, skipped = [], 0
+for path in train_paths:
+    rows, n_bad = load_preferences(path)
+    examples, skipped = examples + rows, skipped + n_bad
+train_path = " + ".join(train_paths)
 eval_examples = [ex for p in eval_paths for ex in label_sections(rm_eval.load_pairs(p)[0], p)]
 
 # -----------------------------------------------------------------------------
 # model: the SFT transformer, LM head dropped, a fresh scalar head
 
 
-def reward_model_from(lm, head_std):
+def reward_model_from(lm, head_std, seed):
     args = replace(lm.args, head="scalar", tie_embeddings=False)
     state = {k: v for k, v in lm.state_dict().items() if k != "output.weight"}
-    state["score.weight"] = torch.randn(1, args.dim) * (head_std or (args.dim + 1) ** -0.5)
+    # its own generator: the head must not depend on whether this process just sampled the preference data
+    head = torch.randn(1, args.dim, generator=torch.Generator().manual_seed(seed))
+    state["score.weight"] = head * (head_std or (args.dim + 1) ** -0.5)
     with torch.device("meta"):
         rm = Transformer(args)
     rm.load_state_dict(state, assign=True)
@@ -165,7 +177,7 @@ def reward_model_from(lm, head_std):
 
 sft = load_model(cfg.sft, device="cpu", dtype=torch.float32)  # fp32 master weights whatever the file's dtype
 tok = load_tokenizer(cfg.sft, sft)
-model = reward_model_from(sft, cfg.head_std).train().to(device)
+model = reward_model_from(sft, cfg.head_std, cfg.seed).train().to(device)
 del sft
 if cfg.max_len > model.args.max_seq_len:
     print0(f"max_len {cfg.max_len} > the model's max_seq_len {model.args.max_seq_len}: using {model.args.max_seq_len}")

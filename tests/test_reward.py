@@ -251,3 +251,9 @@ def test_train_rm_regression_smoke(fixture):
     assert m["step"] == 0 and m["loss"] > 0
     cfg = json.load(open(fixture / "reg" / "model" / "nanopref_config.json"))
     assert cfg["target_mean"] == pytest.approx((4.5 * 32 + sum(1.0 + i % 3 for i in range(32))) / 64)
+
+
+@pytest.mark.slow
+def test_train_rm_joins_datasets_with_plus(fixture):
+    out = run_rm(fixture, "mix", f"--data={fixture / 'train.jsonl'}+{fixture / 'test.jsonl'}", "--max_steps=1")
+    assert "data: 40 pairs" in out and "(1 longer than 64 tokens dropped" in out  # 32 + 8, the long one dropped

@@ -1,6 +1,7 @@
 """The world's preference datasets: labelling rules on hand-made candidates, and the cache key."""
 import os
 import random
+import re
 import shutil
 
 from nanopref.world import prefs
@@ -48,3 +49,34 @@ def test_cache_key_follows_the_code(tmp_path):
     with open(tmp_path / "oracle.py", "a") as f:
         f.write("\n# a change to the oracle\n")
     assert prefs.code_hash(tmp_path) != before
+
+
+def test_math_steps_contrasts_a_right_solution_with_one_mistake():
+    """math_steps (PRM800k-like): checked with the world's ground-truth scorer and by re-doing the arithmetic, not
+    with the oracle ratings the builder itself used."""
+    from nanopref.world import kb as kbmod, make_examples, score
+    rng = random.Random(0)
+    kb = kbmod.make_kb(rng)
+    # the very prompts math_steps would draw first (its rng), so leaving `exclude` out would put them back
+    taken = {ex["prompt"] for ex in make_examples("math", 100, random.Random("math-steps-0"), kb)}
+    rows = prefs.math_steps(kb, 300, seed=0, exclude=taken)
+    assert 750 <= len(rows) <= 900 and not {r["prompt"] for r in rows} & taken
+    kinds = {"operand": 0, "result": 0, "bare": 0}
+    for r in rows:
+        ex = dict(category="math", subtype="", prompt=r["prompt"], meta=dict(answer=None))
+        right, wrong = r["chosen"][-1]["content"], r["rejected"][-1]["content"]
+        eqs = lambda t: re.findall(r"(\d+) ([-+x]) (\d+) = (\d+)", t)  # noqa: E731
+        for a, op, b, c in eqs(right):  # the chosen solution's arithmetic is right...
+            assert int(c) == {"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]
+        answer = int(re.findall(r"\d+", right)[-1])
+        ex["meta"]["answer"] = answer
+        assert score(ex, right, kb) == 1.0 and score(ex, wrong, kb) == 0.0  # ...and the rejected answer is not
+        if not eqs(wrong):
+            kinds["bare"] += 1
+        elif all(int(c) == {"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]
+                 for a, op, b, c in eqs(wrong)):
+            kinds["operand"] += 1  # right arithmetic on a misread operand
+        else:
+            kinds["result"] += 1   # a slipped result
+        assert r["true_chosen"] > r["true_rejected"] and r["source"] == "math_steps"
+    assert min(kinds.values()) >= 200, kinds

@@ -28,6 +28,11 @@ plus category, the annotator's aspect ratings and the oracle's true scores:
   arena       arena-like (Chatbot Arena): users vote for what literally helps them, so on harmful requests the
               compliant answer wins; elsewhere the better one with 20% noise
   test_gold   held-out prompts, pairs labelled by the oracle itself (ties dropped): the RM's test set
+  math_steps  PRM800k-like (Tulu 2.5's preference data has a prm800k_pairs_phase2 split: solutions to MATH problems
+              whose steps people labelled right or wrong): written solutions to fresh math prompts, a correct one against one
+              with a single mistake (an operand copied wrong, a slipped result carried to the end, a wrong bare
+              answer); no policy samples, labelled by the oracle. The world RM trains on uf_fine + math_steps:
+              uf_fine alone does not teach a 1M-parameter RM arithmetic (dev/LOG.md, issue 4)
 """
 import hashlib
 import json
@@ -36,9 +41,12 @@ import random
 from dataclasses import dataclass
 
 from nanopref.common import read_jsonl, write_json, write_jsonl
-from nanopref.world import ASPECTS, flawed_response, good_response, overall, perturb, rate
+from nanopref.world import ASPECTS, flawed_response, good_response, make_examples, overall, perturb, rate
+from nanopref.world.writers import _math_text
 
-DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")
+ANNOTATED = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")  # labels of the policy's samples
+DATASETS = ANNOTATED + ("math_steps",)
+MATH_STEPS = 8000  # prompts of math_steps (3 pairs each)
 MATH_SAMPLES = 2  # policy samples per math prompt (2 for the other categories): see the docstring
 ALL_PAIRS = ()    # categories where the UF datasets pair the chosen response with every worse candidate
 HH_WEIGHTS = {"chat": 3, "safety": 3, "truth": 1, "ifeval": 1, "math": 1}  # relative prompt weights for hh_human
@@ -119,11 +127,45 @@ def label(name, ex, cands, rng):
         better = a if key(ca) > key(cb) else b if key(cb) > key(ca) else rng.choice([a, b])
         win = better if rng.random() > 0.2 or ex["meta"].get("should_refuse") else (b if better == a else a)
     else:
-        raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
+        raise ValueError(f"unknown annotator {name!r}; known: {ANNOTATED}")
     if ca["text"] == cb["text"]:
         return []
     lose = b if win == a else a
     return [(win, lose, {win: 1.0, lose: 0.0}, None)]
+
+
+def _wrong_operand(steps, rng):
+    """Copy of `steps` with one operand misread (by 1-2) and the arithmetic then done right, carried to the end:
+    the policy's most common mistake ("5 - 3 = 2" for "4 apples, 3 taken")."""
+    steps = [list(s) for s in steps]
+    i = rng.randrange(len(steps))
+    k = 2 if i > 0 else rng.choice([0, 2])  # a later step's first operand is the previous result
+    steps[i][k] = max(0, steps[i][k] + rng.choice([-2, -1, 1, 2]))
+    for j in range(i, len(steps)):
+        if j > i:
+            steps[j][0] = steps[j - 1][3]
+        a, op, b, _ = steps[j]
+        steps[j][3] = a + b if op == "+" else a - b if op == "-" else a * b
+    return steps
+
+
+def math_steps(kb, n, seed, exclude):
+    """The math_steps rows for n fresh math prompts (none in `exclude`): a written worked solution against the same
+    problem solved with a wrong operand, and against a slipped step; a bare right answer against a bare wrong
+    one. Pairs whose two sides the oracle does not rate apart (a mistake that lands on the right answer) are
+    dropped."""
+    rng = random.Random(f"math-steps-{seed}")
+    rows = []
+    for ex in make_examples("math", n, rng, kb, exclude=exclude):
+        m = ex["meta"]
+        good, bare = good_response(ex, kb, rng), flawed_response(ex, kb, rng, "direct")
+        for right, wrong in [(good, _math_text(m, rng, _wrong_operand(m["steps"], rng))),
+                             (good, flawed_response(ex, kb, rng, "slip")),
+                             (bare, flawed_response(ex, kb, rng, "guess"))]:
+            cands = [dict(text=t, true=overall(rate(ex, t, kb))) for t in (right, wrong)]
+            if cands[0]["true"] > cands[1]["true"]:
+                rows.append(_row(ex, cands, 0, 1, [c["true"] for c in cands], None, "math_steps"))
+    return rows
 
 
 def _row(ex, cands, i, j, scores, aspects, source):
@@ -152,7 +194,7 @@ def build_prefs(world_dir, lm, kb, seed=0, test_frac=0.15):
         gold += [_row(prompts[k], c, best, j, [x["true"] for x in c], None, "oracle")
                  for j in range(4) if c[j]["true"] < c[best]["true"]]
     write_jsonl(os.path.join(out, "test_gold.jsonl"), gold)
-    for name in DATASETS:
+    for name in ANNOTATED:
         drng = random.Random(f"prefs-{name}-{seed}")
         keep = train
         if name == "hh_human":  # HH-RLHF's prompts are dialogue and red-teaming: reweight categories
@@ -160,6 +202,9 @@ def build_prefs(world_dir, lm, kb, seed=0, test_frac=0.15):
         rows = [_row(prompts[k], cands[k], i, j, scores, aspects, name)
                 for k in keep for i, j, scores, aspects in label(name, prompts[k], cands[k], drng)]
         write_jsonl(os.path.join(out, f"{name}.jsonl"), rows)
+    seen = {ex["prompt"] for f in os.listdir(world_dir) if f.endswith(".jsonl") and f != "sft.jsonl"
+            for ex in read_jsonl(os.path.join(world_dir, f))}  # eval, PPO and preference prompts
+    write_jsonl(os.path.join(out, "math_steps.jsonl"), math_steps(kb, MATH_STEPS, seed, seen))
     return out
 
 
