@@ -61,16 +61,17 @@ def test_math_steps_contrasts_a_right_solution_with_one_mistake():
     taken = {ex["prompt"] for ex in make_examples("math", 100, random.Random("math-steps-0"), kb)}
     rows = prefs.math_steps(kb, 300, seed=0, exclude=taken)
     assert 750 <= len(rows) <= 900 and not {r["prompt"] for r in rows} & taken
+    # the same draw again, for each prompt's true answer (the rows carry only the oracle's ratings)
+    exs = {ex["prompt"]: ex for ex in make_examples("math", 300, random.Random("math-steps-0"), kb, exclude=taken)}
+    assert {r["prompt"] for r in rows} <= set(exs)
     kinds = {"operand": 0, "result": 0, "bare": 0}
     for r in rows:
-        ex = dict(category="math", subtype="", prompt=r["prompt"], meta=dict(answer=None))
+        ex = exs[r["prompt"]]
         right, wrong = r["chosen"][-1]["content"], r["rejected"][-1]["content"]
         eqs = lambda t: re.findall(r"(\d+) ([-+x]) (\d+) = (\d+)", t)  # noqa: E731
         for a, op, b, c in eqs(right):  # the chosen solution's arithmetic is right...
             assert int(c) == {"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]
-        answer = int(re.findall(r"\d+", right)[-1])
-        ex["meta"]["answer"] = answer
-        assert score(ex, right, kb) == 1.0 and score(ex, wrong, kb) == 0.0  # ...and the rejected answer is not
+        assert score(ex, right, kb) == 1.0 and score(ex, wrong, kb) == 0.0  # ...and so is its answer; not the other's
         if not eqs(wrong):
             kinds["bare"] += 1
         elif all(int(c) == {"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]
