@@ -154,7 +154,8 @@ if not os.path.exists(cfg.sft):
 examples, skipped = [], 0
 for path in train_paths:
     rows, n_bad = load_preferences(path)
-    examples, skipped = examples + rows, skipped + n_bad
+    examples += rows
+    skipped += n_bad
 train_path = " + ".join(train_paths)
 eval_examples = [ex for p in eval_paths for ex in label_sections(rm_eval.load_pairs(p)[0], p)]
 
