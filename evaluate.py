@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nanopref.common import DATA_DIR, OUT_DIR, autodevice, parse_config, print_config, read_jsonl, write_json
+from nanopref.common import (DATA_DIR, OUT_DIR, autodevice, check_config, parse_config, print_config, read_jsonl,
+                             write_json)
 
 TASKS = ("world", "mmlu", "mmlu_5shot", "gsm8k", "bbh", "truthfulqa", "humaneval", "mbpp", "ifeval", "xstest",
          "toxigen", "alpaca_eval", "alpaca_eval1")
@@ -43,17 +44,17 @@ HEADLINE = {  # the number the paper reports per task (PAPER_NOTES §1.5)
 
 @dataclass
 class Config:
-    model: str = ""              # checkpoint or run directory; "" = every policy under out/ (world only)
+    model: str | None = None     # checkpoint or run directory (None: every policy under out/, world only)
     tasks: str = "world"         # comma-separated, from TASKS
-    limit: int = 0               # examples per task (0 = the protocol's full set)
-    responses: str = ""          # JSONL of outputs made elsewhere: score them, no model needed
-    judge: str = ""              # reward model (scalar head) for alpaca_eval
-    truthfulqa_judge: str = ""   # judge LM for TruthfulQA truth/info (same checkpoint judges both here)
-    world_seed: int = 0
+    limit: int | None = None     # examples per task (None: the protocol's full set)
+    responses: str | None = None  # JSONL of outputs made elsewhere: score them, no model needed
+    judge: str | None = None     # reward model (scalar head) for alpaca_eval
+    truthfulqa_judge: str | None = None  # judge LM for TruthfulQA truth/info (same checkpoint judges both here)
+    world_seed: int = 0          # which world to build or use
     template: str = "tulu"       # chat template: tulu, llama2, or none (base models)
-    batch_size: int = 64
-    out: str = ""                # results JSON path
-    device: str = "auto"
+    batch_size: int = 64         # prompts per generate() / scoring forward
+    out: str | None = None       # results JSON path (None: beside each model, or beside --responses)
+    device: str = "auto"         # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"       # float32 | bfloat16
 
 
@@ -99,6 +100,7 @@ def policies_under_out():
 
 def main():
     cfg = parse_config(Config)
+    check_config(cfg)
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad:

@@ -4,9 +4,10 @@
                                             # `python train_sft.py`), pairs from the world's uf_fine; 270 steps,
                                             # ~5-7 min on a shared 2-core CPU
     python train_dpo.py --data=hh_human --out_dir=out/dpo_hh           # any world dataset (see nanopref/world/prefs.py)
-    python train_dpo.py --data=/work/shared/data/ultrafeedback/train_prefs.sample500.jsonl --init=/ckpts/tulu-2-7b \
+    python train_dpo.py --recipe=paper --data=../shared/data/ultrafeedback/train_prefs.sample500.jsonl \
+        --init=/ckpts/tulu-2-7b \
         --eval_pairs=/work/shared/data/ultrafeedback/test_prefs.sample500.jsonl --out_dir=out/dpo-7b --dtype=bfloat16
-    torchrun --nproc_per_node=8 train_dpo.py --data=uf.jsonl --init=... --dtype=bfloat16                      # FSDP2
+    torchrun --nproc_per_node=8 train_dpo.py --recipe=paper --data=uf.jsonl --init=... --dtype=bfloat16  # FSDP2
 
 --data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists or HH-RLHF transcripts.
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
@@ -37,8 +38,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nanopref.checkpoint import load_model, load_tokenizer, resolve, save_model
-from nanopref.common import (OUT_DIR, MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all,
-                             write_json, write_jsonl)
+from nanopref.common import (OUT_DIR, MetricsLog, check_config, parse_config, print0, print_config, require_recipe,
+                             seed_all, write_json, write_jsonl)
 from nanopref.data import load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -53,58 +54,61 @@ from nanopref.world.prefs import DATASETS, ensure_prefs
 
 @dataclass
 class Config:
-    data: str = "uf_fine"       # a world dataset (uf_fine uf_overall hh_human web_length arena) or a JSONL of pairs
-    init: str = ""              # policy checkpoint ("" = out/sft on the world; required with a JSONL)
-    ref: str = ""               # reference checkpoint ("" = init, as in the paper)
-    eval_pairs: str = ""        # held-out pairs for implicit-reward accuracy ("" = the world's test_gold; "none")
-    prefs_dir: str = ""         # a world's prefs/ directory, inside that world's directory ("" = built from init)
-    world_seed: int = 0
-    out_dir: str = "out/dpo"
+    data: str = "uf_fine"       # a world dataset (nanopref/world/prefs.py DATASETS) or a JSONL of pairs
+    init: str | None = None     # policy checkpoint (None: out/sft on the world; required with a JSONL)
+    ref: str | None = None      # reference checkpoint (None: init, as in the paper)
+    eval_pairs: str | None = None  # held-out pairs for implicit-reward accuracy (None: the world's test_gold; off)
+    prefs_dir: str | None = None  # a world's prefs/ directory, inside that world's directory (None: built from init)
+    world_seed: int = 0         # which world to build or use
+    out_dir: str = "out/dpo"    # run directory
+    recipe: str = "world"       # world: the values below; paper: the paper's (PAPER, under any flag given)
     template: str = "tulu"      # chat template: tulu or llama2
-    max_len: int = 0            # longest prompt + response in tokens (0: 256 on the world, 4096 paper)
-    max_pairs: int = 0          # use only the first N training pairs (0 = all)
+    max_len: int = 256          # longest prompt + response in tokens; longer pairs are dropped and counted
+    max_pairs: int | None = None  # use only the first N training pairs (None: all)
     loss_type: str = "sigmoid"  # sigmoid (DPO; cDPO with label_smoothing) ipo hinge norm reference_free simpo
     beta: float = 0.1           # KL strength: implicit reward = beta * (log pi - log ref)
     label_smoothing: float = 0.0  # cDPO's eps: the share of labels assumed flipped
     simpo_gamma: float = 0.5    # SimPO's target margin
     batch_size: int = 32        # pairs per optimizer step, over all ranks (the paper's 8 x 4 accumulation)
-    micro_batch: int = 0        # pairs per forward on each rank (0: 32 world, 4 otherwise)
-    epochs: int = 3
-    max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
-    lr: float = 0.0             # peak learning rate (0: 1e-4 world, 5e-7 paper), linear warmup then decay to 0
+    micro_batch: int = 32       # pairs per forward on each rank
+    epochs: int = 3             # passes over the pairs
+    max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
+    lr: float = 1e-4            # peak learning rate, linear warmup then linear decay to 0
     warmup: float = 0.1         # fraction of steps
     adam_beta2: float = 0.95    # EasyLM's default
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    weight_decay: float = 0.0   # AdamW's, on matrices only
+    grad_clip: float = 1.0      # global gradient-norm clip
     precompute_ref: bool = True  # reference log-probs once before training (cached on disk), else a forward per step
-    ref_cache: str = ""        # directory of cached reference log-probs ("" = $NANOPREF_OUT/cache/ref_logps)
-    eval_every: int = 100       # steps between evaluations (0 = only at the end)
-    eval_limit: int = 0         # world prompts per category (0 = all 200)
-    save_every: int = 200       # steps between resumable checkpoints
-    seed: int = 1337
-    device: str = "auto"
+    ref_cache: str | None = None  # directory of cached reference log-probs (None: $NANOPREF_OUT/cache/ref_logps)
+    eval_every: int = 100       # steps between evaluations (0: only at the end)
+    eval_limit: int | None = None  # world prompts per category (None: all 200)
+    save_every: int = 200       # steps between resumable checkpoints (0: never)
+    seed: int = 1337            # batch order
+    device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights and log-softmax stay fp32)
-    log_every: int = 1
+    log_every: int = 1          # steps between log lines
 
 
-WORLD = dict(max_len=256, micro_batch=32, lr=1e-4)
+# The paper's DPO (EasyLM llama_train_dpo.py), applied by --recipe=paper
 PAPER = dict(max_len=4096, micro_batch=4, lr=5e-7)
 
-cfg = parse_config(Config)
-is_world = cfg.data in DATASETS
-fill_defaults(cfg, WORLD if is_world else PAPER)
+cfg = parse_config(Config, paper=PAPER)
+check_config(cfg)
+on_world = cfg.data in DATASETS
 if cfg.loss_type not in DPO_LOSSES:
     raise SystemExit(f"unknown --loss_type={cfg.loss_type}; known: {', '.join(DPO_LOSSES)}")
-rank, world_size, device = init_distributed(cfg.device)
-if cfg.batch_size % (cfg.micro_batch * world_size):
-    raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by micro_batch {cfg.micro_batch} x "
-                     f"{world_size} ranks")
-if is_world:
+if on_world:
     cfg.init = cfg.init or "out/sft"
     if not os.path.exists(cfg.init):
         raise SystemExit(f"no SFT checkpoint at {cfg.init}: make it first with `python train_sft.py`")
-elif not cfg.init:
-    raise SystemExit("--init=CHECKPOINT is required with --data=FILE (the SFT model to start from)")
+else:
+    require_recipe(cfg, PAPER, f"--data={cfg.data}")
+    if cfg.init is None:
+        raise SystemExit("--init=CHECKPOINT is required with --data=FILE (the SFT model to start from)")
+rank, n_ranks, device = init_distributed(cfg.device)
+if cfg.batch_size % (cfg.micro_batch * n_ranks):
+    raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by --micro_batch={cfg.micro_batch} x "
+                     f"{n_ranks} ranks")
 cfg.ref = cfg.ref or cfg.init
 cfg.ref_cache = cfg.ref_cache or os.path.join(OUT_DIR, "cache", "ref_logps")
 print_config(cfg)
@@ -113,7 +117,7 @@ seed_all(cfg.seed)
 # -----------------------------------------------------------------------------
 # data, tokenizer and models
 world, data_path, eval_path = None, cfg.data, cfg.eval_pairs
-if is_world:
+if on_world:
     prefs = cfg.prefs_dir
     if not prefs:  # built from the SFT samples once (cached until the SFT model changes); rank 0 builds
         if rank == 0:
@@ -123,7 +127,7 @@ if is_world:
         prefs = ensure_prefs(cfg.init, cfg.world_seed)
     data_path = os.path.join(prefs, f"{cfg.data}.jsonl")
     eval_path = eval_path or os.path.join(prefs, "test_gold.jsonl")
-    if world_size == 1:  # the world's evaluation generates, which needs the whole model in one process
+    if n_ranks == 1:  # the world's evaluation generates, which needs the whole model in one process
         world = load_world(os.path.dirname(os.path.abspath(prefs)) if cfg.prefs_dir else build_world(cfg.world_seed))
 model = load_model(cfg.init, device="cpu")
 tok = load_tokenizer(cfg.init, model)
@@ -136,7 +140,7 @@ pairs, dropped = tokenize_pairs(tok, rows, cfg.max_len, cfg.template)
 print0(f"data: {len(pairs)} pairs from {data_path} ({skipped} unparseable, {dropped} longer than {cfg.max_len} "
        f"tokens dropped)")
 eval_set = []
-if eval_path and eval_path != "none":
+if eval_path and eval_path != "off":
     eval_set = tokenize_pairs(tok, load_preferences(eval_path)[0], cfg.max_len, cfg.template)[0]
     print0(f"eval: {len(eval_set)} held-out pairs from {eval_path}")
 model = shard_model(model)
@@ -167,18 +171,18 @@ def pair_logps(net, batch):
 @torch.no_grad()
 def all_logps(net, batch, desc=None):
     """Log-probs of every pair under `net` in eval mode, gathered on every rank: chosen (N,), rejected (N,) fp64.
-    Under FSDP each rank scores its slice of every group of micro_batch x world_size pairs; all ranks run the same
+    Under FSDP each rank scores its slice of every group of micro_batch x n_ranks pairs; all ranks run the same
     number of forwards (FSDP's all-gathers must pair up), a rank with nothing left scoring pair 0 and discarding it."""
     was_training = net.training
     net.eval()
     out = torch.zeros(2, len(batch), dtype=torch.float64)
     order = sorted(range(len(batch)), key=lambda i: len(batch[i]["prompt"]) + len(batch[i]["chosen"]))  # less padding
-    group = cfg.micro_batch * world_size
+    group = cfg.micro_batch * n_ranks
     for g in tqdm(range(0, len(order), group), desc=desc, disable=rank != 0 or desc is None, leave=False):
         idx = order[g:g + group][rank * cfg.micro_batch:(rank + 1) * cfg.micro_batch]
-        pc, pr, _, _ = pair_logps(net, [batch[i] for i in idx or [0]])
+        chosen, rejected, _, _ = pair_logps(net, [batch[i] for i in idx or [0]])
         if idx:
-            out[0, idx], out[1, idx] = pc.double().cpu(), pr.double().cpu()
+            out[0, idx], out[1, idx] = chosen.double().cpu(), rejected.double().cpu()
     net.train(was_training)
     out = all_reduce_sum(out).cpu()
     return out[0], out[1]
@@ -207,7 +211,7 @@ def reference_logps(batch, name):
     key = hashlib.sha256(json.dumps(dict(ref=ref_hash, data=hashlib.sha256(ids.encode()).hexdigest(),
                                          template=cfg.template, max_len=cfg.max_len, dtype=cfg.dtype)).encode())
     path = os.path.join(cfg.ref_cache, f"{key.hexdigest()[:24]}.pt")
-    if all_reduce_sum(float(os.path.exists(path))).item() == world_size:  # every rank sees it
+    if all_reduce_sum(float(os.path.exists(path))).item() == n_ranks:  # every rank sees it
         cached = torch.load(path, map_location="cpu")
         print0(f"reference log-probs of {name} ({len(batch)} pairs) from {path}")
         return cached["chosen"], cached["rejected"]
@@ -232,16 +236,18 @@ optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_de
 batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed,
                       lengths=[len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in pairs])
 total = min(len(batches), cfg.max_steps or len(batches))
-if total == 0:
-    raise SystemExit(f"{len(pairs)} pairs make no batch of {cfg.batch_size}")
+if total == 0:  # never save the initial weights as a trained model
+    raise SystemExit(f"{len(pairs)} usable pairs make no batch of {cfg.batch_size}: nothing to train")
 resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)  # a fresh run starts a fresh file
 start, _ = load_run(cfg.out_dir, model, optimizer)
 
 
-def loss_and_rewards(pc, pr, rc, rr, lc, lr_):
-    return dpo_loss(pc, pr, rc, rr, beta=cfg.beta, loss_type=cfg.loss_type, label_smoothing=cfg.label_smoothing,
-                    chosen_lengths=lc, rejected_lengths=lr_, simpo_gamma=cfg.simpo_gamma)
+def loss_and_rewards(policy_chosen, policy_rejected, reference_chosen, reference_rejected, chosen_len, rejected_len):
+    """Per-pair losses (B,) and implicit rewards beta * (log pi - log ref) of chosen and rejected (B,), (B,)."""
+    return dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta=cfg.beta,
+                    loss_type=cfg.loss_type, label_smoothing=cfg.label_smoothing, chosen_lengths=chosen_len,
+                    rejected_lengths=rejected_len, simpo_gamma=cfg.simpo_gamma)
 
 
 def sample_table(step, n=6):
@@ -276,23 +282,25 @@ def evaluate(step):
     model.eval()
     out = {}
     if eval_set:
-        pc, pr = all_logps(model, eval_set)
-        lc = torch.tensor([len(p["chosen"]) for p in eval_set], dtype=torch.float64)
-        lr_ = torch.tensor([len(p["rejected"]) for p in eval_set], dtype=torch.float64)
-        losses, rc, rr = loss_and_rewards(pc, pr, eval_ref[0], eval_ref[1], lc, lr_)
-        out.update({"eval/loss": losses.mean().item(), "eval/rewards/accuracies": (rc > rr).double().mean().item(),
-                    "eval/rewards/margins": (rc - rr).mean().item(), "eval/rewards/chosen": rc.mean().item(),
-                    "eval/rewards/rejected": rr.mean().item()})
+        policy_chosen, policy_rejected = all_logps(model, eval_set)
+        chosen_len = torch.tensor([len(p["chosen"]) for p in eval_set], dtype=torch.float64)
+        rejected_len = torch.tensor([len(p["rejected"]) for p in eval_set], dtype=torch.float64)
+        losses, chosen_r, rejected_r = loss_and_rewards(policy_chosen, policy_rejected, eval_ref[0], eval_ref[1],
+                                                        chosen_len, rejected_len)
+        out.update({"eval/loss": losses.mean().item(),
+                    "eval/rewards/accuracies": (chosen_r > rejected_r).double().mean().item(),
+                    "eval/rewards/margins": (chosen_r - rejected_r).mean().item(),
+                    "eval/rewards/chosen": chosen_r.mean().item(), "eval/rewards/rejected": rejected_r.mean().item()})
     metrics = None
     if world is not None:
         metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
-                                          limit=cfg.eval_limit or None, desc="eval")
+                                          limit=cfg.eval_limit, desc="eval")
         out.update({f"world/{c}": m["score"] for c, m in metrics.items()})
         out["world/response_chars"] = sum(len(r["output"]) for r in records) / len(records)  # length drift
         print0(world_eval.format_table(metrics, f"step {step}"))
     if out:
         log.log(step, **out)
-    if world_size == 1:
+    if n_ranks == 1:
         sample_table(step)
     model.train()
     return metrics
@@ -305,22 +313,24 @@ for step in range(start, total):
     lr = lr_at(step, total, cfg.lr, cfg.warmup)
     for g in optimizer.param_groups:
         g["lr"] = lr
-    mine = batches[step][rank::world_size]
+    mine = batches[step][rank::n_ranks]
     # sums over this rank's pairs: loss, chosen reward, rejected reward, correct, chosen logp, rejected logp
     sums = torch.zeros(6, dtype=torch.float64)
     for mb in micro_batches(mine, cfg.micro_batch):
-        pc, pr, lc, lr_ = pair_logps(model, [pairs[i] for i in mb])
+        policy_chosen, policy_rejected, chosen_len, rejected_len = pair_logps(model, [pairs[i] for i in mb])
         if cfg.precompute_ref:
-            rc, rr = ref_chosen[mb].to(device, torch.float32), ref_rejected[mb].to(device, torch.float32)
+            reference_chosen = ref_chosen[mb].to(device, torch.float32)
+            reference_rejected = ref_rejected[mb].to(device, torch.float32)
         else:
             with torch.no_grad():
-                rc, rr, _, _ = pair_logps(ref_model, [pairs[i] for i in mb])
-        losses, chosen_r, rejected_r = loss_and_rewards(pc, pr, rc, rr, lc, lr_)
+                reference_chosen, reference_rejected, _, _ = pair_logps(ref_model, [pairs[i] for i in mb])
+        losses, chosen_r, rejected_r = loss_and_rewards(policy_chosen, policy_rejected, reference_chosen,
+                                                        reference_rejected, chosen_len, rejected_len)
         # the batch loss is the mean over its batch_size pairs, however they are split: each micro-batch adds its
-        # sum / batch_size (x world_size because FSDP averages gradients over ranks)
-        (losses.sum() / cfg.batch_size * world_size).backward()
+        # sum / batch_size (x n_ranks because FSDP averages gradients over ranks)
+        (losses.sum() / cfg.batch_size * n_ranks).backward()
         sums += torch.stack([losses.sum(), chosen_r.sum(), rejected_r.sum(), (chosen_r > rejected_r).sum(),
-                             pc.sum(), pr.sum()]).detach().double().cpu()
+                             policy_chosen.sum(), policy_rejected.sum()]).detach().double().cpu()
         pairs_seen += len(mb)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
@@ -334,7 +344,7 @@ for step in range(start, total):
     if step % cfg.log_every == 0 or step == total - 1:
         log.log(step, loss=s[0], **{"rewards/chosen": s[1], "rewards/rejected": s[2], "rewards/margins": s[1] - s[2],
                 "rewards/accuracies": s[3], "logps/chosen": s[4], "logps/rejected": s[5]}, lr=lr,
-                grad_norm=float(grad_norm), pairs_per_s=round(pairs_seen * world_size / (time.time() - t0), 1))
+                grad_norm=float(grad_norm), pairs_per_s=round(pairs_seen * n_ranks / (time.time() - t0), 1))
     if cfg.eval_every and step > 0 and step % cfg.eval_every == 0:
         evaluate(step)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:

@@ -3,9 +3,11 @@
     python train_ppo.py                     # the embedded world: policy and reference from out/sft, reward and value
                                             # models from out/rm, the world's ppo_general prompts; ~3-4 min on a CPU
     python train_ppo.py --prompts=math      # the world's math-targeted prompts (the paper's "mixed prompts" runs)
-    python train_ppo.py --prompts=uf_prompts.jsonl --policy=/ckpts/tulu-2-7b --reward=/ckpts/tulu-2-7b-uf-rm \
+    python train_ppo.py --recipe=paper --prompts=uf_prompts.jsonl --policy=/ckpts/tulu-2-7b \
+        --reward=/ckpts/tulu-2-7b-uf-rm \
         --out_dir=out/ppo-7b --dtype=bfloat16 --micro_batch=4 --gen_batch=64 --compile=true
-    torchrun --nproc_per_node=8 train_ppo.py --prompts=... --policy=... --reward=... --dtype=bfloat16     # FSDP2
+    torchrun --nproc_per_node=8 train_ppo.py --recipe=paper --prompts=... --policy=... --reward=... \
+        --dtype=bfloat16                                                                           # FSDP2
 
 One step: the current policy samples one response per prompt of a rollout batch (temperature 0.7). The reward
 model scores prompt + response at its last token (the EOS it was trained to score); a response without EOS (cut at
@@ -55,8 +57,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import (MetricsLog, fill_defaults, parse_config, print0, print_config, read_jsonl, seed_all,
-                             write_json, write_jsonl)
+from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, read_jsonl, require_recipe,
+                             seed_all, write_json, write_jsonl)
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
@@ -67,33 +69,34 @@ from nanopref.tokenizer import encode_chat
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
                                load_run, lr_at, make_optimizer, micro_batches, sampling_copy, save_run, shard_model,
                                unsharded)
-from nanopref.world import score as world_score
+from nanopref.world import score as ground_truth
 from nanopref.world.build import build_world, load_world
 
 
 @dataclass
 class Config:
     prompts: str = "general"    # world prompts: general (the category mixture) | math (math-targeted); or a JSONL
-    policy: str = ""            # SFT checkpoint: the policy's init and the frozen reference ("" = out/sft on the world)
-    reward: str = ""            # reward model, scalar head ("" = out/rm on the world)
-    value: str = ""             # value model init, scalar head ("" = the reward model, as in the paper)
-    world_seed: int = 0
-    out_dir: str = ""           # ("" = out/ppo, out/ppo_math, or out/ppo_<file name>)
+    policy: str | None = None   # SFT checkpoint: the policy's init and the frozen reference (None: out/sft, world)
+    reward: str | None = None   # reward model, scalar head (None: out/rm on the world)
+    value: str | None = None    # value model init, scalar head (None: the reward model, as in the paper)
+    world_seed: int = 0         # which world to build or use
+    out_dir: str | None = None  # run directory (None: out/ppo, out/ppo_math, or out/ppo_<file name>)
+    recipe: str = "world"       # world: the values below; paper: the paper's (PAPER, under any flag given)
     template: str = "tulu"      # chat template: tulu or llama2
-    max_prompt_len: int = 0     # longer prompts are dropped (0: 128 world, 1024 paper)
-    max_new_tokens: int = 0     # longest response; a response cut here gets missing_eos_score (0: 96 world, 1024 paper)
+    max_prompt_len: int = 128   # longer prompts are dropped and counted
+    max_new_tokens: int = 96    # longest response; a response cut here gets missing_eos_score
     temperature: float = 0.7    # sampling temperature, also applied to every scored log-prob
-    batch_size: int = 0         # prompts per rollout step over all ranks, one response each (0: 64 world, 512 paper)
-    minibatch: int = 0          # rollouts per optimizer step over all ranks (0: 16 world, 64 paper)
-    micro_batch: int = 0        # sequences per forward on each rank (0: 16 world, 4 otherwise)
-    gen_batch: int = 0          # prompts per generate() call on each rank (0 = all of the rank's prompts at once)
+    batch_size: int = 64        # prompts per rollout step over all ranks, one response each
+    minibatch: int = 16         # rollouts per optimizer step over all ranks
+    micro_batch: int = 16       # sequences per forward on each rank
+    gen_batch: int | None = None  # prompts per generate() call on each rank (None: all of the rank's prompts at once)
     ppo_epochs: int = 1         # passes over each rollout batch
-    epochs: int = 0             # passes over the prompts (0: 2 world, 1 paper)
-    max_steps: int = 0          # stop after this many rollout steps (0 = all epochs)
-    lr: float = 0.0             # policy and value learning rate (0: 1e-4 world, 1e-6 paper), warmup then constant
+    epochs: int = 2             # passes over the prompts
+    max_steps: int | None = None  # stop after this many rollout steps (None: all epochs)
+    lr: float = 1e-4            # policy and value learning rate, warmup then constant
     warmup: float = 0.1         # fraction of optimizer steps, linear from 0
     adam_beta2: float = 0.95    # EasyLM's default
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0   # AdamW's, on matrices only
     grad_clip: float = 1.0      # global grad-norm clip, per model
     kl_coef: float = 0.05       # beta of the per-token KL penalty (fixed; the paper used 0.0325 with its 70B RM)
     missing_eos_score: float = -10.0  # the score of a response that does not end with EOS
@@ -103,40 +106,42 @@ class Config:
     cliprange_value: float = 0.2  # value clip
     vf_coef: float = 0.1        # loss = pg + vf_coef * vf
     recompute: bool = False     # EasyLM's loop: re-score each minibatch with the current parameters (ratio = 1)
-    eval_every: int = 0         # world: steps between ground-truth evaluations (0: 10 world); also at the start and end
-    eval_limit: int = 0         # world prompts per category for evaluation (0 = the whole eval set: 200)
-    save_every: int = 50        # steps between resumable checkpoints
-    stop_after: int = 0         # exit after this many steps, as if killed (to try out resuming)
-    seed: int = 1337
-    device: str = "auto"
+    eval_every: int = 10        # world: steps between ground-truth evaluations, and at the start (0: only at the end)
+    eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
+    save_every: int = 50        # steps between resumable checkpoints (0: never)
+    stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
+    seed: int = 1337            # prompt order and sampling
+    device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast and bf16 sampling; master weights and log-softmax fp32)
     compile: bool = False       # compile the sampler's decode step with CUDA graphs (GPU only)
-    log_every: int = 1
+    log_every: int = 1          # steps between log lines
 
 
-WORLD = dict(max_prompt_len=128, max_new_tokens=96, batch_size=64, minibatch=16, micro_batch=16, epochs=2, lr=1e-4,
-             eval_every=10)
-PAPER = dict(max_prompt_len=1024, max_new_tokens=1024, batch_size=512, minibatch=64, micro_batch=4, epochs=1, lr=1e-6)
+# The paper's PPO (EasyLM llama_train_ppo.py), applied by --recipe=paper
+PAPER = dict(max_prompt_len=1024, max_new_tokens=1024, batch_size=512, minibatch=64, micro_batch=4, epochs=1, lr=1e-6,
+             eval_every=0)
 
-cfg = parse_config(Config)
+cfg = parse_config(Config, paper=PAPER)
+check_config(cfg)
 on_world = cfg.prompts in ("general", "math")
-fill_defaults(cfg, WORLD if on_world else PAPER)
-rank, world_size, device = init_distributed(cfg.device)
-if cfg.batch_size % cfg.minibatch or cfg.minibatch % world_size:
-    raise SystemExit(f"batch_size {cfg.batch_size} must be a multiple of minibatch {cfg.minibatch}, and minibatch a "
-                     f"multiple of {world_size} ranks")
+rank, n_ranks, device = init_distributed(cfg.device)
+if cfg.batch_size % cfg.minibatch or cfg.minibatch % n_ranks:
+    raise SystemExit(f"--batch_size={cfg.batch_size} must be a multiple of --minibatch={cfg.minibatch}, and the "
+                     f"minibatch a multiple of {n_ranks} ranks")
 if on_world:
     cfg.policy, cfg.reward = cfg.policy or "out/sft", cfg.reward or "out/rm"
     for path, cmd in ((cfg.policy, "python train_sft.py"), (cfg.reward, "python train_rm.py")):
         if not os.path.exists(path):
             raise SystemExit(f"no checkpoint at {path}: make it first with `{cmd}`")
-elif not cfg.policy or not cfg.reward:
-    raise SystemExit("--policy=SFT_CHECKPOINT and --reward=RM_CHECKPOINT are required with --prompts=FILE")
+else:
+    require_recipe(cfg, PAPER, f"--prompts={cfg.prompts}")
+    if not cfg.policy or not cfg.reward:
+        raise SystemExit("--policy=SFT_CHECKPOINT and --reward=RM_CHECKPOINT are required with --prompts=FILE")
 cfg.value = cfg.value or cfg.reward
 cfg.out_dir = cfg.out_dir or ("out/ppo" if cfg.prompts == "general" else "out/ppo_math" if cfg.prompts == "math"
                               else f"out/ppo_{os.path.basename(cfg.prompts).split('.')[0]}")
 print_config(cfg)
-seed_all(cfg.seed)
+seed_all(cfg.seed + rank)  # each rank samples its own rollouts
 
 # -----------------------------------------------------------------------------
 # models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained, from the
@@ -232,7 +237,7 @@ def forward(model, seq, attn):
 
 
 @torch.no_grad()
-def score(roll, idx):
+def score_rollouts(roll, idx):
     """Everything PPO needs about rollouts idx, from the *current* parameters: log-probs under the policy and the
     reference, values, scores, per-token rewards, GAE advantages and returns, entropy. Dict of (b, ...) tensors."""
     Tp, out = roll["Tp"], defaultdict(list)
@@ -271,7 +276,7 @@ def evaluate(step):
     if rank != 0:
         return None
     metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
-                                      limit=cfg.eval_limit or None, desc="eval")
+                                      limit=cfg.eval_limit, desc="eval")
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()},
             **{f"eval/{c}_stderr": m["stderr"] for c, m in metrics.items()},
             **{"eval/response_chars": sum(len(r["output"]) for r in records) / len(records)})
@@ -290,22 +295,22 @@ def sample_table(step, roll, scored, responses, truth, n=4):
 
 # -----------------------------------------------------------------------------
 # training loop: one rollout batch per step, ppo_epochs x n_minibatches optimizer steps on it
-mb_size = cfg.minibatch // world_size  # rollouts of one minibatch on this rank
+mb_size = cfg.minibatch // n_ranks  # rollouts of one minibatch on this rank
 reduce = lambda t: all_reduce_sum(t).to(t)  # noqa: E731  sum over ranks, in t's dtype and device
 t0, seen = time.time(), 0
 for step in range(start, total):
     if cfg.eval_every and step % cfg.eval_every == 0:
         evaluate(step)
-    ids = [keep[i] for i in batches[step][rank::world_size]]
+    ids = [keep[i] for i in batches[step][rank::n_ranks]]
     roll = rollout([prompt_ids[i] for i in ids])
     everyone = list(range(len(ids)))
-    scored = None if cfg.recompute else score(roll, everyone)  # standard PPO: old log-probs etc. from the rollout
+    scored = None if cfg.recompute else score_rollouts(roll, everyone)  # standard PPO: old log-probs, from the rollout
     stats = defaultdict(float)  # sums over this rank; all-reduced and normalised for the log line
     for epoch in range(cfg.ppo_epochs):
         for m in range(n_minibatches):
             idx = everyone[m * mb_size:(m + 1) * mb_size]
             if cfg.recompute:  # EasyLM: score this minibatch with the current (partly updated) parameters
-                old = score(roll, idx)
+                old = score_rollouts(roll, idx)
                 if epoch == 0:
                     scored = old if scored is None else {k: torch.cat([scored[k], old[k]]) for k in old}
             else:
@@ -330,9 +335,9 @@ for step in range(start, total):
                 pg, pg_clipped = ppo_policy_loss(logps, old["logps"][mb], advantages[mb], mmask, cfg.cliprange)
                 vf, vf_clipped = ppo_value_loss(vpred, old["values"][mb], old["returns"][mb], mmask,
                                                 cfg.cliprange_value)
-                # token mean over the whole minibatch however it is split (x world_size: FSDP averages over ranks);
+                # token mean over the whole minibatch however it is split (x n_ranks: FSDP averages over ranks);
                 # one backward: the policy's parameters get pg's gradient, the value model's vf_coef * vf's
-                ((pg.sum() + cfg.vf_coef * vf.sum()) / n_tokens * world_size).backward()
+                ((pg.sum() + cfg.vf_coef * vf.sum()) / n_tokens * n_ranks).backward()
                 with torch.no_grad():
                     log_ratio = (logps - old["logps"][mb]) * mmask
                     stats["pg_loss"] += pg.sum().item()
@@ -353,7 +358,7 @@ for step in range(start, total):
     mask = roll["mask"].float()
     ret, err = scored["returns"], (scored["returns"] - scored["values"]) * mask
     responses = texts(roll)
-    truth = [world_score(rows[i], r, world["kb"]) for i, r in zip(ids, responses)] if world else []
+    truth = [ground_truth(rows[i], r, world["kb"]) for i, r in zip(ids, responses)] if world else []
     stats.update(rollouts=len(ids), tokens=mask.sum().item(), score=scored["scores"].sum().item(),
                  rm_score=scored["rm_scores"].sum().item(), kl=scored["kl"].sum().item(),
                  kl_k3=(kl_estimate(scored["logps"], scored["ref_logps"], "k3") * mask).sum().item(),
@@ -384,9 +389,9 @@ for step in range(start, total):
             "response/length": n_tok / n,
             "response/eos_rate": tot["eos"] / n,
             **({"world/rollout_truth": tot["truth"] / n} if world else {}),
-            "grad_norm/policy": tot["grad_norm_policy"] / world_size / n_upd,
-            "grad_norm/value": tot["grad_norm_value"] / world_size / n_upd,
-            "lr": lr, "rollouts_per_s": round(seen * world_size / (time.time() - t0), 2)})
+            "grad_norm/policy": tot["grad_norm_policy"] / n_ranks / n_upd,
+            "grad_norm/value": tot["grad_norm_value"] / n_ranks / n_upd,
+            "lr": lr, "rollouts_per_s": round(seen * n_ranks / (time.time() - t0), 2)})
     if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step == total - 1:
         sample_table(step, roll, scored, responses, truth)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:

@@ -9,7 +9,8 @@ the Bradley-Terry loss -log sigma(r_chosen - r_rejected) (or, --loss=regression,
     python train_rm.py --preset=small           # the larger world RM, from out/sft_small, made by
                                                 # `python train_sft.py --preset=small --out_dir=out/sft_small`
     python train_rm.py --loss=regression        # fit the annotators' ratings (score_chosen / score_rejected)
-    torchrun --nproc_per_node=8 train_rm.py --data=uf.jsonl --sft=/ckpts/tulu-2-13b --eval_data=rb.jsonl \
+    torchrun --nproc_per_node=8 train_rm.py --recipe=paper --data=uf.jsonl --sft=/ckpts/tulu-2-13b \
+        --eval_data=rb.jsonl \
         --dtype=bfloat16                        # the paper's recipe (FSDP2); UltraFeedback / HH-RLHF JSONL
 
 The run directory: out_dir/model (HF layout, LlamaForSequenceClassification + tokenizer.model: the input of PPO
@@ -51,7 +52,8 @@ import torch
 import torch.distributed as dist
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all, write_json
+from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
+                             write_json)
 from nanopref.data import load_preferences, pair_batch, tokenize_pairs
 from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
@@ -66,62 +68,65 @@ from nanopref.world.prefs import DATASETS, ensure_prefs
 @dataclass
 class Config:
     data: str = "uf_fine+math_steps"  # world datasets joined by + (prefs.DATASETS), or JSONL files of pairs
-    sft: str = ""               # SFT checkpoint to start from ("" = the preset's: out/sft, out/sft_small)
+    sft: str | None = None      # SFT checkpoint to start from (None: the preset's, out/sft or out/sft_small)
     preset: str = "tiny"        # world RM size: tiny (from out/sft) or small (from out/sft_small)
     policy: str = "out/sft"     # world: the policy whose samples make the preference data and the Best-of-N candidates
-    world_seed: int = 0
-    out_dir: str = ""           # ("" = out/rm, out/rm_small, out/rm_<data>, ..._reg for regression)
+    world_seed: int = 0         # which world to build or use
+    out_dir: str | None = None  # run directory (None: out/rm, out/rm_small, out/rm_<data>, ..._reg for regression)
+    recipe: str = "world"       # world: the values below; paper: the paper's (PAPER, under any flag given)
     template: str = "tulu"      # chat template: tulu or llama2
     loss: str = "bt"            # bt (Bradley-Terry) | regression (squared error to per-response ratings)
     margin: float = 0.0         # bt: -log sigma(r_c - r_r - m), m = margin + margin_scale * (score_c - score_r)
     margin_scale: float = 0.0   # (0 in the paper: EasyLM's use_margin=False)
     target: str = "score"       # regression target: score (score_chosen/rejected: UF's mean of aspects, the world's
                                 # annotator ratings) | true (the world's oracle rating, an upper bound)
-    head_std: float = 0.0       # init std of the new score head (0: 1/sqrt(dim+1); the paper's EasyLM: 0.02)
-    max_len: int = 0            # longest prompt + response in tokens; longer pairs are dropped (0: 256 world, 4096)
-    batch_size: int = 0         # pairs per optimizer step over all ranks (0: 32 world, 512 paper)
-    micro_batch: int = 0        # pairs per forward on each rank, 2x that many sequences (0: 32 world, 4 otherwise)
-    epochs: int = 0             # (0: 3 world, 1 paper)
-    max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
-    lr: float = 0.0             # peak learning rate (0: 1e-3 world, 1e-5 paper)
-    end_lr_ratio: float = 0.1   # linear decay to lr * this at the last step (the paper: 1e-5 -> 1e-6)
+    head_std: float | None = None  # init std of the new score head (None: 1/sqrt(dim+1); the paper's EasyLM: 0.02)
+    max_len: int = 256          # longest prompt + response in tokens; longer pairs are dropped and counted
+    batch_size: int = 32        # pairs per optimizer step over all ranks
+    micro_batch: int = 32       # pairs per forward on each rank, 2x that many sequences
+    epochs: int = 3             # passes over the pairs
+    max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
+    lr: float = 1e-3            # peak learning rate, linear warmup then linear decay to lr * end_lr_ratio
+    end_lr_ratio: float = 0.1   # the last step's lr over the peak (the paper: 1e-5 -> 1e-6)
     warmup: float = 0.03        # fraction of steps, linear from 0
-    adam_beta2: float = 0.95
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eval_data: str = ""         # held-out pairs, comma-separated JSONLs ("" = the world's test_gold; none for files)
-    eval_every: int = 0         # steps between pairwise-accuracy evaluations (0 = only at the end)
+    adam_beta2: float = 0.95    # EasyLM's default
+    weight_decay: float = 0.0   # AdamW's, on matrices only
+    grad_clip: float = 1.0      # global gradient-norm clip
+    eval_data: str | None = None  # held-out pairs, comma-separated JSONLs (None: world test_gold, none on files; off)
+    eval_every: int = 0         # steps between pairwise-accuracy evaluations (0: only at the end)
     eval_batch: int = 64        # sequences per scoring forward
-    bon_n: int = 16             # world: Best-of-N at the end with this N (0 = skip)
-    bon_limit: int = 100        # world: prompts per category for Best-of-N (0 = all 200)
-    save_every: int = 200       # steps between resumable checkpoints
-    seed: int = 1337
-    device: str = "auto"
+    bon_n: int = 16             # world: Best-of-N at the end with this N (0: skip)
+    bon_limit: int | None = 100  # world: prompts per category for Best-of-N (None: all 200)
+    save_every: int = 200       # steps between resumable checkpoints (0: never)
+    seed: int = 1337            # batch order and the score head's initialisation
+    device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights stay fp32)
-    log_every: int = 1
+    log_every: int = 10         # steps between log lines
 
 
-WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=3, lr=1e-3)
+# The paper's RM (EasyLM llama_train_rm.py), applied by --recipe=paper
 PAPER = dict(max_len=4096, batch_size=512, micro_batch=4, epochs=1, lr=1e-5)
 PRESET_SFT = dict(tiny="out/sft", small="out/sft_small")
 
-cfg = parse_config(Config)
+cfg = parse_config(Config, paper=PAPER)
+check_config(cfg)
 parts = cfg.data.split("+")
 on_world = all(p in DATASETS for p in parts)
-fill_defaults(cfg, WORLD if on_world else PAPER)
+if not on_world:
+    require_recipe(cfg, PAPER, f"--data={cfg.data}")
 if cfg.preset not in PRESET_SFT:
     raise SystemExit(f"unknown --preset={cfg.preset}; known: {', '.join(PRESET_SFT)}")
 if cfg.loss not in ("bt", "regression") or cfg.target not in ("score", "true"):
     raise SystemExit(f"--loss must be bt or regression (got {cfg.loss}); --target score or true (got {cfg.target})")
-cfg.sft = cfg.sft or (PRESET_SFT[cfg.preset] if on_world else "")
+cfg.sft = cfg.sft or (PRESET_SFT[cfg.preset] if on_world else None)
 if not cfg.out_dir:
     name = "_".join(p if on_world else os.path.basename(p).split(".")[0] for p in parts)
     cfg.out_dir = os.path.join("out", "rm" + ("_small" if cfg.preset == "small" else "") +
                                ("" if cfg.data == Config.data else f"_{name}") +
                                ("_reg" if cfg.loss == "regression" else ""))
-rank, world_size, device = init_distributed(cfg.device)
-if cfg.batch_size % world_size:
-    raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by {world_size} ranks")
+rank, n_ranks, device = init_distributed(cfg.device)
+if cfg.batch_size % n_ranks:  # a rank's share may split into uneven micro-batches: the loss is summed, not averaged
+    raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by {n_ranks} ranks")
 print_config(cfg)
 seed_all(cfg.seed)
 
@@ -143,10 +148,11 @@ if on_world:
     world = load_world(os.path.dirname(prefs_dir))
     train_paths = [os.path.join(prefs_dir, f"{p}.jsonl") for p in parts]
     eval_paths = cfg.eval_data.split(",") if cfg.eval_data else [os.path.join(prefs_dir, "test_gold.jsonl")]
+    eval_paths = [] if cfg.eval_data == "off" else eval_paths
 else:
     if not cfg.sft:
         raise SystemExit("--sft=CHECKPOINT is required with --data=FILE (the SFT model the RM starts from)")
-    train_paths, eval_paths = parts, [p for p in cfg.eval_data.split(",") if p]
+    train_paths, eval_paths = parts, [p for p in (cfg.eval_data or "").split(",") if p and p != "off"]
 if not os.path.exists(cfg.sft):
     how = f"`python train_sft.py{' --preset=small --out_dir=out/sft_small' if cfg.sft == 'out/sft_small' else ''}`"
     raise SystemExit(f"no SFT checkpoint at {cfg.sft}" + (f": make it with {how}" if cfg.sft in PRESET_SFT.values()
@@ -181,8 +187,7 @@ tok = load_tokenizer(cfg.sft, sft)
 model = reward_model_from(sft, cfg.head_std, cfg.seed).train().to(device)
 del sft
 if cfg.max_len > model.args.max_seq_len:
-    print0(f"max_len {cfg.max_len} > the model's max_seq_len {model.args.max_seq_len}: using {model.args.max_seq_len}")
-    cfg.max_len = model.args.max_seq_len
+    raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters from {cfg.sft}, score head std "
        f"{model.score.weight.std().item():.4f}, on {device}")
 pairs, dropped = tokenize_pairs(tok, examples, cfg.max_len, cfg.template)
@@ -238,7 +243,7 @@ for step in range(start, total):
     lr = lr_at(step, total, cfg.lr, cfg.warmup, end=cfg.lr * cfg.end_lr_ratio)
     for g in optimizer.param_groups:
         g["lr"] = lr
-    mine = batches[step][rank::world_size]
+    mine = batches[step][rank::n_ranks]
     sums = torch.zeros(4, dtype=torch.float64)  # loss, correct, r_chosen, r_rejected summed over my pairs
     mbs = micro_batches(mine, cfg.micro_batch)
     for j, mb in enumerate(mbs):
@@ -249,26 +254,28 @@ for step in range(start, total):
         with autocast:
             scores = model(tokens)  # (2B, T); right padding: real tokens never attend to pads, so no mask is needed
         r = scores.float().gather(1, last_real_index(attn)[:, None]).squeeze(1)  # (2B,) read at the last real token
-        rc, rr = r[:len(mb)], r[len(mb):]  # (B,), (B,)
+        chosen_r, rejected_r = r[:len(mb)], r[len(mb):]  # (B,), (B,)
         if cfg.loss == "bt":
-            losses = bradley_terry_loss(rc, rr, margins[mb].to(device))  # (B,)
+            losses = bradley_terry_loss(chosen_r, rejected_r, margins[mb].to(device))  # (B,)
         else:  # each pair contributes the mean of its two responses' squared errors
             losses = regression_loss(r, targets[mb].T.reshape(-1).to(device)).view(2, -1).mean(0)  # (B,)
         # the step's loss is the mean over its batch_size pairs however they are split into micro-batches and
-        # ranks: each micro-batch adds its sum / batch_size; x world_size because FSDP averages over ranks
-        (losses.sum() / cfg.batch_size * world_size).backward()
+        # ranks: each micro-batch adds its sum / batch_size; x n_ranks because FSDP averages over ranks
+        (losses.sum() / cfg.batch_size * n_ranks).backward()
         with torch.no_grad():
-            right = (rc > rr).double() + 0.5 * (rc == rr).double()
-            sums += torch.stack([losses.sum().double(), right.sum(), rc.sum().double(), rr.sum().double()]).cpu()
+            right = (chosen_r > rejected_r).double() + 0.5 * (chosen_r == rejected_r).double()
+            sums += torch.stack([losses.sum().double(), right.sum(), chosen_r.sum().double(),
+                                 rejected_r.sum().double()]).cpu()
         seen += len(mb)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if step % cfg.log_every == 0 or step == total - 1:
-        loss, acc, rc_mean, rr_mean = (all_reduce_sum(sums) / cfg.batch_size).tolist()
-        log.log(step, loss=loss, **{"rewards/accuracies": acc, "rewards/chosen": rc_mean, "rewards/rejected": rr_mean,
-                                    "rewards/margins": rc_mean - rr_mean}, lr=lr, grad_norm=float(grad_norm),
-                pairs_per_s=round(seen * world_size / (time.time() - t0), 1))
+        loss, acc, chosen_mean, rejected_mean = (all_reduce_sum(sums) / cfg.batch_size).tolist()
+        log.log(step, loss=loss, **{"rewards/accuracies": acc, "rewards/chosen": chosen_mean,
+                                    "rewards/rejected": rejected_mean, "rewards/margins": chosen_mean - rejected_mean},
+                lr=lr, grad_norm=float(grad_norm),
+                pairs_per_s=round(seen * n_ranks / (time.time() - t0), 1))
     if cfg.eval_every and step > 0 and step % cfg.eval_every == 0:
         evaluate(step, model)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
@@ -286,7 +293,7 @@ print0(f"saved {final} ({time.time() - t0:.0f}s of training)")
 rm = load_model(final, device=device, dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32)
 results = dict(accuracy=evaluate(total, rm))
 if world is not None and cfg.bon_n:
-    records = rm_eval.cached_candidates(cfg.policy, world, n=cfg.bon_n, limit=cfg.bon_limit or None,
+    records = rm_eval.cached_candidates(cfg.policy, world, n=cfg.bon_n, limit=cfg.bon_limit,
                                        seed=cfg.world_seed, device=device)
     bon, rows = rm_eval.best_of_n(records, RewardScorer(rm, tok, cfg.template, batch_size=cfg.eval_batch))
     results["best_of_n"] = dict(n=cfg.bon_n, limit=cfg.bon_limit, policy=cfg.policy, metrics=bon)

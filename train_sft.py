@@ -2,8 +2,9 @@
 
     python train_sft.py                     # the embedded world: builds it (cached), trains the `tiny` preset from
                                             # scratch, evaluates per category; ~2-3 min on a 2-core CPU
-    python train_sft.py --data=tulu.jsonl --init=/ckpts/llama-2-7b-hf --out_dir=out/sft-7b --dtype=bfloat16
-    torchrun --nproc_per_node=8 train_sft.py --data=tulu.jsonl --init=... --dtype=bfloat16     # FSDP2
+    python train_sft.py --recipe=paper --data=tulu.jsonl --init=/ckpts/llama-2-7b-hf --out_dir=out/sft-7b \
+        --dtype=bfloat16
+    torchrun --nproc_per_node=8 train_sft.py --recipe=paper --data=tulu.jsonl --init=... --dtype=bfloat16     # FSDP2
 
 The run directory: out_dir/model (HF layout + tokenizer.model: the input of train_rm.py and train_dpo.py; any
 script also accepts out_dir itself), metrics.jsonl, eval_world.json, and ckpt/ while training: a killed run
@@ -25,8 +26,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import (MetricsLog, fill_defaults, parse_config, print0, print_config, seed_all, write_json,
-                             write_jsonl)
+from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
+                             write_json, write_jsonl)
 from nanopref.data import load_sft, pad_right, tokenize_sft
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
@@ -41,40 +42,45 @@ from nanopref.world.build import build_world, load_world
 @dataclass
 class Config:
     data: str = "world"         # "world", or a JSONL of {"messages": [...]} conversations
-    init: str = ""              # checkpoint to fine-tune (HF or Meta layout); "" = from scratch with `preset` (world)
-    preset: str = "tiny"        # model size when training from scratch
-    world_seed: int = 0         # which world to build/use
-    out_dir: str = "out/sft"
+    init: str | None = None     # checkpoint to fine-tune (HF or Meta layout); None: from scratch with `preset` (world)
+    preset: str = "tiny"        # model size when training from scratch (nanopref/model.py PRESETS)
+    world_seed: int = 0         # which world to build or use
+    out_dir: str = "out/sft"    # run directory
+    recipe: str = "world"       # world: the values below; paper: Tulu 2's (PAPER, under any flag given)
     template: str = "tulu"      # chat template: tulu or llama2
-    max_len: int = 0            # longest conversation in tokens (0: 256 on the world, 4096 otherwise)
-    batch_size: int = 0         # sequences per optimizer step, over all ranks (0: 32 world, 128 paper)
-    micro_batch: int = 0        # sequences per forward on each rank (0: 32 world, 4 otherwise)
-    epochs: int = 0             # (0: 3 world, 2 paper)
-    max_steps: int = 0          # stop after this many optimizer steps (0 = all epochs)
-    lr: float = 0.0             # peak learning rate (0: 3e-3 world, 2e-5 paper), linear warmup then decay to 0
+    max_len: int = 256          # longest conversation in tokens; longer ones are dropped and counted
+    batch_size: int = 32        # sequences per optimizer step, over all ranks
+    micro_batch: int = 32       # sequences per forward on each rank
+    epochs: int = 3             # passes over the data
+    max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
+    lr: float = 3e-3            # peak learning rate, linear warmup then linear decay to 0
     warmup: float = 0.03        # fraction of steps
-    adam_beta2: float = 0.99
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eval_every: int = 0         # steps between world evaluations (0 = only at the end)
-    eval_limit: int = 0         # prompts per category for evaluation (0 = the whole eval set: 200)
-    save_every: int = 200       # steps between resumable checkpoints
-    stop_after: int = 0         # exit after this many steps, as if killed (to try out resuming)
-    seed: int = 1337
-    device: str = "auto"
+    adam_beta2: float = 0.99    # AdamW's beta2
+    weight_decay: float = 0.0   # AdamW's, on matrices only
+    grad_clip: float = 1.0      # global gradient-norm clip
+    eval_every: int = 0         # steps between world evaluations (0: only at the end)
+    eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
+    save_every: int = 200       # steps between resumable checkpoints (0: never)
+    stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
+    seed: int = 1337            # batch order and initialisation
+    device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights stay fp32)
-    log_every: int = 10
+    log_every: int = 10         # steps between log lines
 
 
-WORLD = dict(max_len=256, batch_size=32, micro_batch=32, epochs=3, lr=3e-3)
+# Tulu 2's SFT (Ivison et al. 2023), applied by --recipe=paper
 PAPER = dict(max_len=4096, batch_size=128, micro_batch=4, epochs=2, lr=2e-5)
 
-cfg = parse_config(Config)
-fill_defaults(cfg, WORLD if cfg.data == "world" else PAPER)
-rank, world_size, device = init_distributed(cfg.device)
-if cfg.batch_size % (cfg.micro_batch * world_size):
-    raise SystemExit(f"batch_size {cfg.batch_size} is not divisible by micro_batch {cfg.micro_batch} x "
-                     f"{world_size} ranks")
+cfg = parse_config(Config, paper=PAPER)
+check_config(cfg)
+if cfg.data != "world":
+    require_recipe(cfg, PAPER, f"--data={cfg.data}")
+    if cfg.init is None:
+        raise SystemExit("--init=CHECKPOINT is required with --data=FILE (a real model to fine-tune)")
+rank, n_ranks, device = init_distributed(cfg.device)
+if cfg.batch_size % (cfg.micro_batch * n_ranks):
+    raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by --micro_batch={cfg.micro_batch} x "
+                     f"{n_ranks} ranks")
 print_config(cfg)
 seed_all(cfg.seed)
 
@@ -87,10 +93,8 @@ if cfg.data == "world":
     rows = load_sft(os.path.join(wdir, "sft.jsonl"))
     tok = Tokenizer(os.path.join(wdir, "tokenizer.model"))
 else:
-    if not cfg.init:
-        raise SystemExit("--init=CHECKPOINT is required with --data=FILE (a real model to fine-tune)")
     rows = load_sft(cfg.data)
-if cfg.init:
+if cfg.init is not None:
     model = load_model(cfg.init, device="cpu")
     tok = load_tokenizer(cfg.init, model) if cfg.data != "world" else tok
 else:
@@ -98,12 +102,16 @@ else:
     model.init_weights()
 model.train().to(device)
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters, vocab {tok.vocab_size}, on {device}")
+if cfg.max_len > model.args.max_seq_len:
+    raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
 examples, dropped = tokenize_sft(tok, rows, cfg.max_len, cfg.template)
 print0(f"data: {len(examples)} conversations ({dropped} longer than {cfg.max_len} tokens dropped)")
 model = shard_model(model)
 optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 batches = batch_order(len(examples), cfg.batch_size, cfg.epochs, cfg.seed, lengths=[len(e[0]) for e in examples])
 total = min(len(batches), cfg.max_steps or len(batches))
+if total == 0:  # never save the initial weights as a trained model
+    raise SystemExit(f"{len(examples)} usable conversations make no batch of {cfg.batch_size}: nothing to train")
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 start, _ = load_run(cfg.out_dir, model, optimizer)
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=start > 0)
@@ -117,7 +125,7 @@ def evaluate(step):
         return None
     policy.eval()
     metrics, records = world_eval.run(NanoprefLM(policy, tok, cfg.template, batch_size=128), world,
-                                      limit=cfg.eval_limit or None, desc="eval")
+                                      limit=cfg.eval_limit, desc="eval")
     model.train()
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()})
     write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)
@@ -134,7 +142,7 @@ for step in range(start, total):
     lr = lr_at(step, total, cfg.lr, cfg.warmup)
     for g in optimizer.param_groups:
         g["lr"] = lr
-    mine = batches[step][rank::world_size]
+    mine = batches[step][rank::n_ranks]
     n_tokens = all_reduce_sum(sum(sum(examples[i][1]) for i in mine)).item()  # response tokens in the whole batch
     loss_sum = 0.0
     for mb in micro_batches(mine, cfg.micro_batch):
@@ -143,8 +151,8 @@ for step in range(start, total):
         with autocast:
             logits = model(tokens)  # right padding: real tokens never attend to pads, so no mask is needed
         nll, _ = sft_loss(logits, tokens, loss_mask)
-        # divide by the batch's token count (all micro-batches, all ranks); x world_size because FSDP averages
-        (nll / n_tokens * world_size).backward()
+        # divide by the batch's token count (all micro-batches, all ranks); x n_ranks because FSDP averages
+        (nll / n_tokens * n_ranks).backward()
         loss_sum += nll.item()
         tokens_seen += tokens.numel()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -153,7 +161,7 @@ for step in range(start, total):
     if step % cfg.log_every == 0 or step == total - 1:
         loss = all_reduce_sum(loss_sum).item() / n_tokens
         log.log(step, loss=loss, ppl=math.exp(min(loss, 20)), lr=lr, grad_norm=float(grad_norm),
-                tok_per_s=round(tokens_seen * world_size / (time.time() - t0)))
+                tok_per_s=round(tokens_seen * n_ranks / (time.time() - t0)))
     if cfg.eval_every and step > 0 and step % cfg.eval_every == 0:
         evaluate(step)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:

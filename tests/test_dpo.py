@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
 
     def run(name, nproc=1, **overrides):
         args = dict(data=d / "train.jsonl", init=d / "init", eval_pairs=d / "test.jsonl", out_dir=d / name,
-                    ref_cache=d / "cache", batch_size=8, micro_batch=8, max_steps=2, lr=1e-3, max_len=192,
+                    ref_cache=d / "cache", recipe="paper", batch_size=8, micro_batch=8, max_steps=2, lr=1e-3, max_len=192,
                     eval_every=0, device="cpu")
         args.update(overrides)
         env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -201,7 +201,7 @@ def setup(tmp_path_factory):
 
     def run(name, ok=True, nproc=1, **overrides):
         args = dict(prompts=d / "prompts.jsonl", policy=d / "policy", reward=d / "rm", out_dir=d / name,
-                    batch_size=8, minibatch=4, micro_batch=2, max_new_tokens=12, max_prompt_len=40, max_steps=3,
+                    recipe="paper", batch_size=8, minibatch=4, micro_batch=2, max_new_tokens=12, max_prompt_len=40, max_steps=3,
                     lr=1e-3, epochs=2, device="cpu", save_every=0)
         args.update(overrides)
         launch = [sys.executable] if nproc == 1 else \

@@ -208,7 +208,7 @@ def fixture(tmp_path_factory):
 def run_rm(fx, out, *args):
     """train_rm.py in this process (runpy, as `python train_rm.py ...` would run it): no second torch import."""
     argv = ["train_rm.py", f"--sft={fx / 'sft'}", f"--data={fx / 'train.jsonl'}", f"--eval_data={fx / 'test.jsonl'}",
-            f"--out_dir={fx / out}", "--batch_size=8", "--max_steps=2", "--max_len=64", "--lr=1e-3", *args]
+            f"--out_dir={fx / out}", "--recipe=paper", "--batch_size=8", "--max_steps=2", "--max_len=64", "--lr=1e-3", *args]
     old_argv, buf = sys.argv, io.StringIO()
     try:
         sys.argv = argv

@@ -99,7 +99,7 @@ def test_sft_on_real_messages_and_checkpoint(tmp_path, data_file):
             f.write(json.dumps({"messages": e["prompt"] + [{"role": "assistant", "content": e["chosen"]}]}) + "\n")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "train_sft.py", f"--data={tmp_path / 'sft.jsonl'}",
-                        f"--init={tmp_path / 'init'}", f"--out_dir={tmp_path / 'out'}", "--max_len=512",
+                        f"--init={tmp_path / 'init'}", "--recipe=paper", f"--out_dir={tmp_path / 'out'}", "--max_len=512",
                         "--batch_size=4", "--micro_batch=2", "--max_steps=2", "--log_every=1"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
