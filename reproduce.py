@@ -1,0 +1,358 @@
+"""The paper in miniature, in one command: every study's training runs (finished ones skipped, killed ones resumed),
+their ground-truth evaluation on the world's validation and test prompts, and out/<name>/REPORT.md with the tables
+in the paper's layout, each finding's verdict computed from the numbers, and SVG figures.
+
+    python reproduce.py                 # quick tier: 1 seed, the headline table (DPO vs PPO on uf_fine)
+    python reproduce.py --tier=full     # the five studies with 3 seeds each, after equal-budget tuning sweeps
+    python reproduce.py --tier=smoke    # every kind of run for 2 steps: the harness end to end (a test runs it)
+    python reproduce.py --dry_run=true  # the plan: every run, its command and whether it is done
+
+Honesty rules, enforced by the code: hyperparameters are chosen on the validation prompts only (`select` is given
+validation scores and nothing else; a test checks it); every reported number is on the test prompts; each table
+gives the mean ± standard error over seeds beside the paired per-prompt standard error; a verdict is "reproduced"
+(or "reversed") only when the difference exceeds 2 standard errors (the larger of the two), else "inconclusive".
+
+What is trained once and what per seed: the SFT model is the shared starting point (like Tulu 2 13B in the paper),
+trained once with the default seed. Reward models are trained once per (data, size), like the paper's released
+RMs; DPO and PPO runs are repeated with seeds 1337, 1338, ... (the world itself is fixed: --world_seed).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from nanopref.common import check_config, parse_config, print_config, write_json
+from nanopref.evals.world import mean_se
+from nanopref.svg import bars, lines
+from nanopref.world import CATEGORIES
+
+
+@dataclass
+class Config:
+    tier: str = "quick"         # quick (1 seed, headline table) | full (five studies, sweeps) | smoke (2 steps each)
+    name: str | None = None     # results in out/<name> (None: the tier's name)
+    seeds: int | None = None    # seeds per DPO/PPO setting (None: quick 1, full 3, smoke 1)
+    world_seed: int = 0         # which world
+    dry_run: bool = False       # print the plan and stop
+
+
+cfg = parse_config(Config) if __name__ == "__main__" else Config()
+SEED0 = 1337  # the scripts' default seed: seed k of a setting is SEED0 + k
+DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")  # the paper's Table 1 sources, in the world
+# Chosen on the validation prompts by the full tier's sweeps (REPORT.md lists the sweep); the quick tier uses them.
+TUNED = dict(dpo=dict(beta=0.1, lr=1e-4), ppo=dict(kl_coef=0.05, lr=1e-4))
+SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.05, 0.1, 0.3) for lr in (5e-5, 1e-4)],
+              ppo=[dict(kl_coef=k, lr=lr) for k in (0.02, 0.05, 0.1) for lr in (5e-5, 1e-4)])
+SMOKE = dict(sft=["--max_steps=2"], rm=["--max_steps=2", "--bon_limit=2"], dpo=["--max_steps=2"],
+             ppo=["--max_steps=2", "--batch_size=16", "--minibatch=16", "--eval_every=0"])
+EVAL_LIMIT = dict(smoke=4)  # world prompts per category for evaluation (None: all)
+
+# -----------------------------------------------------------------------------
+# the plan: runs with their commands and dependencies
+
+
+def tag(hp):
+    """A run name's hyperparameter part: {beta: 0.1, lr: 1e-4} -> _beta0.1_lr0.0001."""
+    return "".join(f"_{k}{v:g}" for k, v in hp.items())
+
+
+@dataclass
+class Run:
+    name: str                   # its directory under out/<name>/runs
+    script: str                 # train_*.py
+    args: dict                  # --key=value flags (out_dir added)
+    needs: list = field(default_factory=list)  # runs that must finish first
+    evaluated: bool = True      # a policy: evaluated on val and test
+
+
+def plan(tier, seeds, root, tuned, sweeps_only=False):
+    """-> {run name: Run}, in an order where every run comes after what it needs. sweeps_only: the full tier's
+    tuning runs (seed 0 on uf_fine, one per SWEEPS point), which run first: `choose` picks `tuned` from them."""
+    runs = {}
+    d = lambda name: os.path.join(root, "runs", name)  # noqa: E731
+
+    def add(name, script, needs=(), evaluated=True, **args):
+        runs[name] = Run(name, script, args, list(needs), evaluated)
+        return name
+
+    sft = add("sft", "train_sft.py")
+    small_sft = None
+
+    def rm(data, size="tiny"):
+        nonlocal small_sft
+        if size == "small" and small_sft is None:
+            small_sft = add("sft_small", "train_sft.py", evaluated=False, preset="small")
+        src = sft if size == "tiny" else small_sft
+        return add(f"rm_{data.replace('+', '_')}_{size}", "train_rm.py", [src], evaluated=False, data=data, sft=d(src),
+                   policy=d(sft), preset=size)
+
+    def dpo(data, seed, **hp):  # a sweep point equal to TUNED is the same run as the main one: done once
+        hp = {**tuned["dpo"], **hp}
+        return add(f"dpo_{data}{tag(hp)}_s{seed}", "train_dpo.py", [sft], data=data, init=d(sft), seed=SEED0 + seed,
+                   **hp)
+
+    def ppo(reward, prompts, seed, **hp):
+        hp = {**tuned["ppo"], **hp}
+        return add(f"ppo_{reward[3:]}_{prompts}{tag(hp)}_s{seed}", "train_ppo.py", [sft, reward], prompts=prompts,
+                   policy=d(sft), reward=d(reward), seed=SEED0 + seed, **hp)
+
+    rm_uf = rm("uf_fine")
+    if sweeps_only:
+        for hp in SWEEPS["dpo"]:
+            dpo("uf_fine", 0, **hp)
+        for hp in SWEEPS["ppo"]:
+            ppo(rm_uf, "general", 0, **hp)
+        return runs
+    for s in range(seeds):
+        dpo("uf_fine", s)
+        ppo(rm_uf, "general", s)
+    if tier == "full":
+        rm_uo, rm_mix, rm_mix_small = rm("uf_overall"), rm("uf_fine+math_steps"), rm("uf_fine+math_steps", "small")
+        for s in range(seeds):
+            for data in DATASETS[1:] + ("uf_fine_onpolicy",):
+                dpo(data, s)
+            for reward in (rm_uo, rm_mix, rm_mix_small):
+                ppo(reward, "general", s)
+            ppo(rm_mix, "math", s)
+    return runs
+
+
+def done(run, root):
+    out = os.path.join(root, "runs", run.name)
+    return os.path.exists(os.path.join(out, "model", "config.json")) and \
+        (not run.evaluated or all(os.path.exists(os.path.join(out, f"eval_{s}.json")) for s in ("val", "test")))
+
+
+# -----------------------------------------------------------------------------
+# execution: one line per run with an ETA; each run's output in logs/<run>.log
+
+
+def command(run, root, tier):
+    out = os.path.join(root, "runs", run.name)
+    args = [f"--{k}={v}" for k, v in {**run.args, "out_dir": out, "world_seed": cfg.world_seed}.items()]
+    kind = run.script[6:-3]
+    return [sys.executable, run.script] + args + (SMOKE[kind] if tier == "smoke" else [])
+
+
+def evaluate(run, root, split, limit):
+    """Greedy world evaluation of a finished policy on one split -> (command, runs/<run>/eval_<split>.json)."""
+    out = os.path.join(root, "runs", run.name)
+    path = os.path.join(out, f"eval_{split}.json")
+    return [sys.executable, "evaluate.py", f"--model={out}", "--tasks=world", f"--split={split}",
+            f"--world_seed={cfg.world_seed}", f"--out={path}"] + ([f"--limit={limit}"] if limit else []), path
+
+
+def execute(runs, root, tier):
+    os.makedirs(os.path.join(root, "logs"), exist_ok=True)
+    todo = [r for r in runs.values() if not done(r, root)]
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already finished; logs in {root}/logs")
+    cost = {"sft": 120, "rm": 420, "dpo": 150, "ppo": 200, "eval": 30}  # seconds on a 2-core CPU, updated as we go
+    seen = {}
+    t_start = time.time()
+    for i, run in enumerate(todo, 1):
+        kind = run.script[6:-3]
+        t0 = time.time()
+        cmds = [(command(run, root, tier), None)] + \
+            ([evaluate(run, root, s, EVAL_LIMIT.get(tier)) for s in ("val", "test")] if run.evaluated else [])
+        with open(os.path.join(root, "logs", f"{run.name}.log"), "a") as log:
+            for cmd, result in cmds:
+                if result and os.path.exists(result):  # evaluated before a kill
+                    continue
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                if p.returncode:
+                    raise SystemExit(f"{run.name} failed (exit {p.returncode}): see {log.name}; rerun to resume")
+        seen.setdefault(kind, []).append(time.time() - t0)
+        cost[kind] = sum(seen[kind]) / len(seen[kind])
+        left = sum(cost[r.script[6:-3]] for r in todo[i:])
+        print(f"[{i:3d}/{len(todo)}] {run.name:44} {time.time() - t0:6.0f}s  elapsed {time.time() - t_start:5.0f}s  "
+              f"ETA {left / 60:5.1f} min", flush=True)
+
+
+# -----------------------------------------------------------------------------
+# statistics from the per-prompt records
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def records(root, name, split="test"):
+    """{prompt id: (category, score)} of a run's evaluation on a split."""
+    res = read_json(os.path.join(root, "runs", name, f"eval_{split}.json"))
+    (world,) = [v["world"] for v in res.values()]
+    return {r["id"]: (r["category"], r["score"]) for r in world["records"]}
+
+
+def scores(recs):
+    """Per-category means and the overall (mean of category means): {category: mean, "overall": mean}."""
+    out = {c: sum(s for k, s in recs.values() if k == c) / max(1, sum(k == c for k, _ in recs.values()))
+           for c in CATEGORIES}
+    return {**out, "overall": sum(out.values()) / len(CATEGORIES)}
+
+
+def over_seeds(root, names, split="test"):
+    """Mean ± s.e. over seeds of each category and overall: {column: (mean, se)}."""
+    per = [scores(records(root, n, split)) for n in names]
+    return {c: mean_se([p[c] for p in per]) for c in per[0]}
+
+
+def paired(root, names, base_names, split="test"):
+    """Paired per-prompt difference (names - base_names, seeds matched in order, then averaged per prompt):
+    {column: (mean, se)}; overall combines the category se's as the world's evaluation does."""
+    runs = [records(root, n, split) for n in names]
+    bases = [records(root, n, split) for n in base_names] * (len(names) if len(base_names) == 1 else 1)
+    out = {}
+    for c in CATEGORIES:
+        ids = [i for i, (k, _) in runs[0].items() if k == c]
+        out[c] = mean_se([sum(r[i][1] - b[i][1] for r, b in zip(runs, bases)) / len(runs) for i in ids])
+    out["overall"] = (sum(out[c][0] for c in CATEGORIES) / len(CATEGORIES),
+                      sum(out[c][1] ** 2 for c in CATEGORIES) ** 0.5 / len(CATEGORIES))
+    return out
+
+
+def choose(root):
+    """The full tier's tuning: for DPO and PPO, the SWEEPS point whose seed-0 run scores best overall on the
+    validation prompts. -> (tuned {algo: hp}, the sweep's val scores {algo: {tag: (mean, se)}}). Reads only val."""
+    tuned, table = {}, {}
+    for algo, prefix in (("dpo", "dpo_uf_fine"), ("ppo", "ppo_uf_fine_tiny_general")):
+        table[algo] = {tag(hp): over_seeds(root, [f"{prefix}{tag(hp)}_s0"], "val")["overall"] for hp in SWEEPS[algo]}
+        tuned[algo] = max(SWEEPS[algo], key=lambda hp: table[algo][tag(hp)][0])
+    return tuned, table
+
+
+def verdict(diff, se, direction=1):
+    """The paper's finding, direction +1 (diff > 0 expected) or -1: reproduced / reversed / inconclusive at 2 se."""
+    if diff * direction > 2 * se:
+        return "reproduced"
+    return "reversed" if diff * direction < -2 * se else "inconclusive"
+
+
+# -----------------------------------------------------------------------------
+# the report
+
+
+def table(rows, columns=tuple(CATEGORIES) + ("overall",)):
+    """Markdown table: rows {label: {column: (mean, se)} or str}."""
+    out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, row in rows.items():
+        out.append(f"| {label} | " + " | ".join(f"{row[c][0]:.3f} ± {row[c][1]:.3f}" if c in row else "-"
+                                                for c in columns) + " |")
+    return "\n".join(out)
+
+
+def report(root, tier, seeds, tuned, sweep=None):
+    names = lambda prefix: [f"{prefix}_s{s}" for s in range(seeds)]  # noqa: E731
+    lines_md, findings, figs = [f"# nanopref: the paper in miniature ({tier} tier)", "",
+                                f"Seeds per setting: {seeds} ({', '.join(str(SEED0 + s) for s in range(seeds))}); "
+                                f"world seed {cfg.world_seed}. Every number is on the test prompts (mean ± s.e.); "
+                                "hyperparameters were chosen on the validation prompts.", ""], [], []
+    cols = tuple(CATEGORIES) + ("overall",)
+    dpo_uf, ppo_uf = f"dpo_uf_fine{tag(tuned['dpo'])}", f"ppo_uf_fine_tiny_general{tag(tuned['ppo'])}"
+    sft = over_seeds(root, ["sft"])
+    sft_se = {c: (m, se) for c, (m, se) in sft.items()}
+
+    # headline: DPO vs PPO on the same data (Table 2)
+    rows = {"SFT": sft_se, "DPO (uf_fine)": over_seeds(root, names(dpo_uf)),
+            "PPO (RM on uf_fine)": over_seeds(root, names(ppo_uf))}
+    diff = paired(root, names(ppo_uf), names(dpo_uf))
+    seed_diff = mean_se([scores(records(root, p))["overall"] - scores(records(root, d))["overall"]
+                         for p, d in zip(names(ppo_uf), names(dpo_uf))])
+    se = max(diff["overall"][1], seed_diff[1])
+    findings.append(("PPO outperforms DPO on the same preference data (Table 2)", diff["overall"][0], se,
+                     verdict(diff["overall"][0], se)))
+    lines_md += ["## DPO vs PPO on the same data (the paper's Table 2)", "", table(rows), "",
+                 "PPO - DPO, paired per prompt: " + ", ".join(f"{c} {m:+.3f} ± {s:.3f}" for c, (m, s) in diff.items())
+                 + f"; over seeds: {seed_diff[0]:+.3f} ± {seed_diff[1]:.3f}.", ""]
+    figs.append(("dpo_vs_ppo.svg", bars("DPO vs PPO on uf_fine (test)", list(cols),
+                                        {k: [v[c] for c in cols] for k, v in rows.items()},
+                                        ylabel="ground-truth score")))
+    curves = {}
+    for n in names(ppo_uf)[:1]:
+        rows_m = [json.loads(x) for x in open(os.path.join(root, "runs", n, "metrics.jsonl")) if '"objective/kl"' in x]
+        curves["RM score"] = [(m["objective/kl"], m["objective/rm_scores"]) for m in rows_m]
+        curves["ground truth (rollouts)"] = [(m["objective/kl"], m.get("world/rollout_truth", 0.0)) for m in rows_m]
+    if curves:
+        figs.append(("ppo_rm_vs_kl.svg", lines("PPO: reward-model score against KL", {"RM score": curves["RM score"]},
+                                               "KL(policy || reference), summed per response", "RM score")))
+        figs.append(("ppo_truth_vs_kl.svg", lines("PPO: ground truth of its rollouts against KL",
+                                                  {"ground truth": curves["ground truth (rollouts)"]},
+                                                  "KL(policy || reference), summed per response", "ground truth")))
+    if sweep:
+        lines_md += ["## Tuning (validation prompts, seed 0, equal budget: one run per point)", ""]
+        lines_md += [f"- {k}: " + ", ".join(f"{t[1:]} {m:.3f}" for t, (m, _) in res.items()) +
+                     f" -> chosen {tag(tuned[k])[1:]}" for k, res in sweep.items()] + [""]
+    if tier == "full":
+        # Table 1: DPO's data sources
+        t1 = {d: over_seeds(root, names(f"dpo_{d}{tag(tuned['dpo'])}")) for d in DATASETS + ("uf_fine_onpolicy",)}
+        lines_md += ["## DPO on each preference dataset (the paper's Table 1)", "", table({"SFT": sft_se, **t1}), ""]
+        figs.append(("dpo_data.svg", bars("DPO by preference data (test)", list(cols),
+                                          {k: [v[c] for c in cols] for k, v in t1.items()}, "ground-truth score")))
+        d = paired(root, names(f"dpo_uf_fine{tag(tuned['dpo'])}"), names(f"dpo_hh_human{tag(tuned['dpo'])}"))
+        findings.append(("Fine-grained synthetic data (uf_fine) beats human-like data (hh_human) for DPO (Table 1)",
+                         d["overall"][0], d["overall"][1], verdict(*d["overall"])))
+        d = paired(root, names(f"dpo_uf_fine_onpolicy{tag(tuned['dpo'])}"), names(f"dpo_uf_fine{tag(tuned['dpo'])}"))
+        findings.append(("On-policy pairs help DPO (study 5)", d["overall"][0], d["overall"][1],
+                         verdict(*d["overall"])))
+        # Table 3 and Figure 3: reward models and PPO prompts
+        t3 = {r: over_seeds(root, names(f"ppo_{r}_general{tag(tuned['ppo'])}"))
+              for r in ("uf_fine_tiny", "uf_overall_tiny", "uf_fine_math_steps_tiny", "uf_fine_math_steps_small")}
+        lines_md += ["## PPO with each reward model (the paper's Table 3)", "", table({"SFT": sft_se, **t3}), ""]
+        rm_rows = ["| RM | test_gold accuracy | Best-of-16 overall | Best-of-16 math |", "|---|---|---|---|"]
+        for r in t3:
+            ev = read_json(os.path.join(root, "runs", f"rm_{r}", "eval_rm.json"))
+            bon = ev.get("best_of_n", {}).get("metrics", {})
+            rm_rows.append(f"| {r} | {ev['accuracy']['all']['acc']:.3f} | "
+                           f"{bon.get('overall', {}).get('rm', {}).get('score', float('nan')):.3f} | "
+                           f"{bon.get('math', {}).get('rm', {}).get('score', float('nan')):.3f} |")
+        lines_md += rm_rows + [""]
+        math_general = names(f"ppo_uf_fine_math_steps_tiny_general{tag(tuned['ppo'])}")
+        math_math = names(f"ppo_uf_fine_math_steps_tiny_math{tag(tuned['ppo'])}")
+        d = paired(root, math_math, math_general)
+        findings.append(("Math-targeted PPO prompts raise math with a strong RM (Figure 3)", d["math"][0],
+                         d["math"][1], verdict(*d["math"])))
+        d = paired(root, names(f"ppo_uf_fine_math_steps_small_general{tag(tuned['ppo'])}"), math_general)
+        findings.append(("A larger RM gives PPO little overall gain (Table 3)", d["overall"][0], d["overall"][1],
+                         "reproduced" if abs(d["overall"][0]) <= 2 * d["overall"][1] or d["overall"][0] > 0
+                         else "reversed"))
+    lines_md += ["## Findings", "", "| finding | difference | s.e. | verdict |", "|---|---|---|---|"]
+    lines_md += [f"| {f} | {m:+.3f} | {s:.3f} | **{v}** |" for f, m, s, v in findings] + [""]
+    lines_md += ["## Figures", ""] + [f"![{n}]({n})" for n, _ in figs] + [""]
+    for n, svg in figs:
+        with open(os.path.join(root, n), "w") as f:
+            f.write(svg)
+    with open(os.path.join(root, "REPORT.md"), "w") as f:
+        f.write("\n".join(lines_md))
+    return findings
+
+
+# -----------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    check_config(cfg)
+    if cfg.tier not in ("quick", "full", "smoke"):
+        raise SystemExit(f"--tier={cfg.tier}: expected quick, full or smoke")
+    seeds = cfg.seeds or (3 if cfg.tier == "full" else 1)
+    root = os.path.join("out", cfg.name or cfg.tier)
+    print_config(cfg)
+    tuned, sweep = TUNED, None
+    if cfg.tier == "full":  # tuning first, on the validation prompts; its choice then drives every study
+        sweeps = plan(cfg.tier, seeds, root, TUNED, sweeps_only=True)
+        if not cfg.dry_run:
+            execute(sweeps, root, cfg.tier)
+            tuned, sweep = choose(root)
+    runs = plan(cfg.tier, seeds, root, tuned)
+    if cfg.dry_run:
+        for r in (list(sweeps.values()) if cfg.tier == "full" else []) + list(runs.values()):
+            print(f"{'done' if done(r, root) else 'todo'}  {' '.join(command(r, root, cfg.tier)[1:])}")
+        raise SystemExit(0)
+    write_json(os.path.join(root, "plan.json"), dict(tuned=tuned, runs={n: dict(script=r.script, args=r.args)
+                                                                        for n, r in runs.items()}))
+    execute(runs, root, cfg.tier)
+    for f, m, s, v in report(root, cfg.tier, seeds, tuned, sweep):
+        print(f"{v:>13}  {m:+.3f} ± {s:.3f}  {f}")
+    print(f"report: {root}/REPORT.md")
