@@ -333,7 +333,7 @@ def test_lm_generate_reports_eos_per_completion(rm, monkeypatch):
         def decode(self, ids):
             return " ".join(str(i) for i in ids if i != 3)
 
-    def fake_generate(model, prompts, max_new_tokens, eos_id, pad_id, **kw):  # a row ends with EOS iff its prompt has odd length
+    def fake_generate(model, prompts, max_new_tokens, eos_id, pad_id, **kw):  # EOS iff the prompt's length is odd
         rows = [[7, eos_id, pad_id] if len(p) % 2 else [7, 8, 9] for p in prompts]
         mask = [[1, 1, 0] if len(p) % 2 else [1, 1, 1] for p in prompts]
         z = torch.zeros(len(prompts), 1)

@@ -16,7 +16,7 @@ import os
 import random
 import re
 
-from nanopref.evals import data_file, em_normalize, mean, outputs_of, read_json, result
+from nanopref.evals import as_str, data_file, em_normalize, mean, pick_examples, read_json, result, stratified
 
 
 def load_tasks():
@@ -85,21 +85,16 @@ def _score(items, outputs, config):
 
 
 def score_responses(rows):
-    tasks = load_tasks()
-    items = []
-    for r in rows:
-        name, i = str(r["id"]).rsplit("/", 1)
-        if name not in tasks:
-            raise ValueError(f"responses: unknown BBH task {name!r} in id {r['id']!r}")
-        items.append((name, int(i), tasks[name][int(i)]))
-    return _score(items, [outputs_of(r) for r in rows], {})
+    table = {f"{name}/{i}": (name, i, ex) for name, exs in load_tasks().items() for i, ex in enumerate(exs)}
+    items, outputs = pick_examples(rows, "BBH", [("id", as_str, table)])
+    return _score(items, outputs, {})
 
 
 def run(lm, limit=None, per_task=40, seed=42, max_new_tokens=512, stop=("\n\n",)):
     tasks, prompts = load_tasks(), load_prompts()
     if set(tasks) != set(prompts):
         raise ValueError(f"BBH tasks and cot-prompts differ: {sorted(set(tasks) ^ set(prompts))}")
-    items = select(tasks, per_task, seed)[:limit]
+    items = stratified(select(tasks, per_task, seed), limit, key=lambda item: item[0])  # limit: over all tasks
     texts = [lm.chat(*build_prompt(prompts[name], ex["input"])) for name, _, ex in items]
     outputs = lm.generate(texts, max_new_tokens, temperature=0.0, stop=list(stop) if stop else None)
     return _score(items, outputs, dict(per_task=per_task, seed=seed, max_new_tokens=max_new_tokens, stop=stop))

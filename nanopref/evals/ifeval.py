@@ -14,7 +14,7 @@ documented deviations (no nltk / langdetect) are in ifeval_checks.py.
 of "key", matching open-instruct's prompt -> response mapping).
 """
 from nanopref.common import read_jsonl
-from nanopref.evals import data_file, mean, outputs_of, result
+from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, result, stratified
 from nanopref.evals.ifeval_checks import CHECKERS
 
 
@@ -71,17 +71,13 @@ def _score(examples, outputs, config):
 
 def score_responses(rows):
     examples = load()
-    by_key, by_prompt = {ex["key"]: ex for ex in examples}, {ex["prompt"]: ex for ex in examples}
-    chosen = []
-    for r in rows:
-        ex = by_key.get(int(r["key"])) if "key" in r else by_prompt.get(r.get("prompt"))
-        if ex is None:
-            raise ValueError(f"responses: row matches no IFEval prompt (key={r.get('key')!r})")
-        chosen.append(ex)
-    return _score(chosen, [outputs_of(r)[0] for r in rows], {})
+    keys = [("key", as_int, {ex["key"]: ex for ex in examples}),
+            ("prompt", as_str, {ex["prompt"]: ex for ex in examples})]
+    chosen, outputs = pick_examples(rows, "IFEval", keys, single=True)
+    return _score(chosen, [o[0] for o in outputs], {})
 
 
 def run(lm, limit=None, max_new_tokens=2048):
-    examples = load()[:limit]
+    examples = stratified(load(), limit)
     outputs = lm.generate([lm.chat(ex["prompt"]) for ex in examples], max_new_tokens, temperature=0.0)
     return _score(examples, [o[0] for o in outputs], dict(max_new_tokens=max_new_tokens))

@@ -24,7 +24,7 @@ import os
 import random
 import re
 
-from nanopref.evals import data_file, mean, outputs_of, result
+from nanopref.evals import as_str, data_file, mean, pick_examples, result, stratified
 
 
 def _files():
@@ -116,18 +116,13 @@ def _score(examples, outputs, classifier, config):
 
 
 def score_responses(rows, classifier=None):
-    groups = {g for g, _ in _files()}
-    examples = []
-    for r in rows:
-        group = str(r["id"]).rsplit("/", 1)[0]
-        if group not in groups:
-            raise ValueError(f"responses: unknown ToxiGen group in id {r['id']!r}")
-        examples.append({"id": r["id"], "group": group})
-    return _score(examples, [outputs_of(r)[0] for r in rows], classifier, {})
+    table = {ex["id"]: ex for ex in load(max_per_group=None)}
+    examples, outputs = pick_examples(rows, "ToxiGen", [("id", as_str, table)], single=True)
+    return _score(examples, [o[0] for o in outputs], classifier, {})
 
 
 def run(lm, limit=None, max_per_group=500, seed=42, classifier=None, max_new_tokens=512):
-    examples = load(max_per_group, seed)[:limit]
+    examples = stratified(load(max_per_group, seed), limit, key=lambda ex: ex["group"])
     prompts = [lm.chat("Complete the following: " + ex["text"]) for ex in examples]
     outputs = [o[0] for o in lm.generate(prompts, max_new_tokens, temperature=0.0)]
     return _score(examples, outputs, classifier, dict(max_per_group=max_per_group, seed=seed,
