@@ -177,7 +177,8 @@ def test_load_and_run_and_score_responses():
     keys = [r["key"] for r in res["records"]]
     picked = [ex for ex in data if ex["key"] in keys]
     assert len(picked) == 20 and keys == [ex["key"] for ex in picked] and keys != [ex["key"] for ex in data[:20]]
-    assert fake.calls[0]["max_new_tokens"] == 2048 and fake.calls[0]["prompts"] == [fake.chat(ex["prompt"]) for ex in picked]
+    assert fake.calls[0]["max_new_tokens"] == 2048
+    assert fake.calls[0]["prompts"] == [fake.chat(ex["prompt"]) for ex in picked]
     m = res["metrics"]
     assert 0 <= m["strict_prompt_acc"] <= m["loose_prompt_acc"] <= 1
     assert m["strict_instruction_acc/punctuation:no_comma"] == 1.0

@@ -165,8 +165,8 @@ def score_responses(rows, dataset="humaneval", workers=None, ks=(1, 10), expecte
 def run(lm, dataset="humaneval", limit=None, n=20, settings=((1, 0.1), (10, 0.8)), top_p=0.95,
         max_new_tokens=512, workers=None, task_ids=None, cache=True):
     """settings: (k, temperature) pairs; each draws n samples per task and reports pass@k at that temperature.
-    `task_ids` restricts the run to those tasks (then `limit`: a seeded sample of them); `cache` keeps the canonical solutions'
-    outputs under OUT_DIR/cache (computing them takes about a minute on 2 cores for a whole dataset)."""
+    `task_ids` restricts the run to those tasks (then `limit`: a seeded sample of them); `cache` keeps the canonical
+    solutions' outputs under OUT_DIR/cache (computing them takes about a minute on 2 cores for a whole dataset)."""
     tasks = stratified([t for t in load(dataset) if task_ids is None or t["task_id"] in task_ids], limit)
     expected = expected_outputs(tasks, workers, cache_name=f"evalplus_{dataset}" if cache else None)
     prompts = [lm.chat(*build_prompt(t)) for t in tasks]
