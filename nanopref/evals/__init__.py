@@ -23,6 +23,7 @@ A reward model / judge implements `score([(user_prompt, response), ...]) -> [flo
 """
 import csv
 import gzip
+import io
 import json
 import os
 import random
@@ -44,34 +45,60 @@ def data_file(*parts):
     return path
 
 
+def text_lines(path):
+    """(line number, text) for each line of a UTF-8 text file (.gz too). Bytes that are not UTF-8, or a truncated or
+    corrupt .gz, raise ValueError naming file:line."""
+    i = 0
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            for i, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                                     f"{e.start + 1})") from None
+                yield i, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # gzip: truncated stream, bad header or CRC
+        raise ValueError(f"{path}: corrupt or truncated gzip data after line {i} ({e})") from None
+
+
+def read_text(path):
+    return "".join(line for _, line in text_lines(path)).removeprefix("\ufeff")  # a UTF-8 BOM is ignored
+
+
 def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
 
 
 def read_csv(path, required=()):
     """CSV rows as dicts (a UTF-8 BOM is ignored); a missing column or ragged row names file:line."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
-        rows = []
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise ValueError(f"{path}:{reader.line_num}: row has the wrong number of fields")
-            rows.append(row)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
+    rows = []
+    for row in reader:
+        if None in row or any(v is None for v in row.values()):
+            raise ValueError(f"{path}:{reader.line_num}: row has the wrong number of fields")
+        rows.append(row)
     return rows
 
 
 def check_fields(rows, required, where):
+    """A list of objects (a JSON array, or Rows) each with the `required` fields, else ValueError naming the record
+    (for Rows: file:line)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{where}: expected a list of objects, got {type(rows).__name__}")
     for i, row in enumerate(rows):
+        at = rows.where(i) if isinstance(rows, Rows) else f"{where}: record {i}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{at}: expected an object, got {type(row).__name__}")
         missing = [k for k in required if k not in row]
         if missing:
-            raise ValueError(f"{where}: record {i} is missing field(s) {missing}; has {sorted(row)}")
+            raise ValueError(f"{at}: missing field(s) {missing}; has {sorted(row)}")
     return rows
 
 
@@ -95,30 +122,21 @@ def read_rows(path, required=()):
     not JSON or not an object, a missing field, or a truncated or corrupt .gz raises ValueError naming file:line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    rows, i = Rows(path), 0
-    try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            for i, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
-                                     f"{e.start + 1})") from None
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-                missing = [k for k in required if k not in row]
-                if missing:
-                    raise ValueError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
-                rows.append(row)
-                rows.lines.append(i)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # gzip: truncated stream, bad header or CRC
-        raise ValueError(f"{path}: corrupt or truncated gzip data after line {i} ({e})") from None
+    rows = Rows(path)
+    for i, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
+        rows.append(row)
+        rows.lines.append(i)
     return rows
 
 

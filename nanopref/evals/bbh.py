@@ -16,7 +16,8 @@ import os
 import random
 import re
 
-from nanopref.evals import as_str, data_file, em_normalize, mean, pick_examples, read_json, result, stratified
+from nanopref.evals import (as_str, data_file, em_normalize, mean, pick_examples, read_json, result, stratified,
+                            text_lines)
 
 
 def load_tasks():
@@ -26,11 +27,11 @@ def load_tasks():
     for name in sorted(f[:-5] for f in os.listdir(d) if f.endswith(".json")):
         path = os.path.join(d, name + ".json")
         data = read_json(path)
-        if not isinstance(data, dict) or "examples" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
             raise ValueError(f"{path}: expected an object with an 'examples' list")
         for i, ex in enumerate(data["examples"]):
-            if "input" not in ex or "target" not in ex:
-                raise ValueError(f"{path}: example {i} lacks 'input' or 'target'")
+            if not (isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(ex.get("target"), str)):
+                raise ValueError(f"{path}: example {i}: expected an object with strings 'input' and 'target'")
         tasks[name] = data["examples"]
     return tasks
 
@@ -40,8 +41,7 @@ def load_prompts():
     d = data_file("bbh", "cot-prompts")
     prompts = {}
     for name in sorted(f[:-4] for f in os.listdir(d) if f.endswith(".txt")):
-        with open(os.path.join(d, name + ".txt"), encoding="utf-8") as f:
-            prompts[name] = "".join(f.readlines()[2:])
+        prompts[name] = "".join(line for i, line in text_lines(os.path.join(d, name + ".txt")) if i > 2)
     return prompts
 
 

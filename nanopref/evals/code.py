@@ -23,13 +23,13 @@ chat-style text through `lm.chat`; open-instruct would give it the bare code pro
 --responses rows: {"task_id": "HumanEval/0" | "Mbpp/2", "outputs": [completion, ...]} (or "output"), with
 completions as generated after the prompt above; pass@k is reported for every k <= n in (1, 10).
 """
-import gzip
 import hashlib
 import json
 
 import numpy as np
 
-from nanopref.evals import as_str, check_fields, data_file, mean, pick_examples, result, stratified
+from nanopref.evals import (Rows, as_str, check_fields, data_file, mean, pick_examples, result, stratified,
+                            text_lines)
 from nanopref.evals.code_exec import check_programs, expected_outputs
 
 FILES = {"humaneval": ("evalplus", "HumanEvalPlus-v0.1.10.jsonl.gz"),
@@ -87,15 +87,19 @@ def _mbpp_types(num, inputs):
 def load(dataset="humaneval"):
     """Tasks of HumanEval+ ("humaneval") or MBPP+ ("mbpp"), inputs restored to their Python types."""
     path = data_file(*FILES[dataset])
-    tasks = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            try:
-                t = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-            t["_digest"] = hashlib.sha256(line.encode()).hexdigest()
-            tasks.append(t)
+    tasks = Rows(path)  # check_fields names file:line
+    for i, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            t = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: malformed JSON ({e.msg})") from None
+        if not isinstance(t, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(t).__name__}")
+        t["_digest"] = hashlib.sha256(line.encode()).hexdigest()
+        tasks.append(t)
+        tasks.lines.append(i)
     required = ["task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol"]
     check_fields(tasks, required + (["test"] if dataset == "humaneval" else ["assertion"]), path)
     for t in tasks:

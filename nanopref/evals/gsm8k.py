@@ -18,8 +18,7 @@ can serve as an RL reward.
 import re
 from decimal import Decimal, InvalidOperation
 
-from nanopref.common import read_jsonl
-from nanopref.evals import as_int, data_file, mean, pick_examples, result, stratified, subsample
+from nanopref.evals import as_int, data_file, mean, pick_examples, read_rows, result, stratified, subsample
 
 # Wei et al. 2022, Table 20 (the standard 8 GSM8K exemplars, as in open-instruct eval/gsm/examplars.py)
 EXEMPLARS = [
@@ -57,10 +56,10 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 def load(split="test"):
     """[{id, question, answer (full solution), reference (the number after ####)}]."""
     path = data_file("gsm8k", f"{split}.jsonl")
-    rows = read_jsonl(path, required=("question", "answer"))
+    rows = read_rows(path, required=("question", "answer"))
     for i, r in enumerate(rows):
-        if "####" not in r["answer"]:
-            raise ValueError(f"{path}:{i + 1}: answer has no '####' final-answer marker")
+        if not isinstance(r["question"], str) or not isinstance(r["answer"], str) or "####" not in r["answer"]:
+            raise ValueError(f"{rows.where(i)}: field 'answer': expected a string with a '####' final-answer marker")
         r["id"], r["reference"] = i, reference_answer(r["answer"])
     return rows
 

@@ -13,18 +13,29 @@ documented deviations (no nltk / langdetect) are in ifeval_checks.py.
 --responses rows: {"key": <the prompt's key in input_data.jsonl>, "output": str} ("prompt" is accepted instead
 of "key", matching open-instruct's prompt -> response mapping).
 """
-from nanopref.common import read_jsonl
-from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, result, stratified
+import re
+
+from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, read_rows, result, stratified
 from nanopref.evals.ifeval_checks import CHECKERS
 
 
 def load():
     path = data_file("ifeval", "input_data.jsonl")
-    rows = read_jsonl(path, required=("key", "prompt", "instruction_id_list", "kwargs"))
-    for i, r in enumerate(rows, 1):
-        unknown = [x for x in r["instruction_id_list"] if x not in CHECKERS]
-        if unknown or len(r["kwargs"]) != len(r["instruction_id_list"]):
-            raise ValueError(f"{path}:{i}: unknown instruction(s) {unknown} or kwargs/instructions length mismatch")
+    rows = read_rows(path, required=("key", "prompt", "instruction_id_list", "kwargs"))
+    for i, r in enumerate(rows):
+        ids, kwargs = r["instruction_id_list"], r["kwargs"]
+        if not isinstance(ids, list) or not isinstance(kwargs, list) or len(kwargs) != len(ids) or \
+                not all(isinstance(k, dict) for k in kwargs):
+            raise ValueError(f"{rows.where(i)}: fields 'instruction_id_list' and 'kwargs': expected lists of equal "
+                             "length (instruction ids, and a dict of arguments for each)")
+        unknown = [x for x in ids if x not in CHECKERS]
+        if unknown:
+            raise ValueError(f"{rows.where(i)}: field 'instruction_id_list': unknown instruction(s) {unknown}")
+        for iid, kw in zip(ids, kwargs):  # arguments of the wrong name or type fail here, not mid-evaluation
+            try:
+                CHECKERS[iid]("probe", **{k: v for k, v in kw.items() if v is not None})
+            except (TypeError, ValueError, AttributeError, re.error) as e:
+                raise ValueError(f"{rows.where(i)}: field 'kwargs' of {iid}: {e}") from None
     return rows
 
 

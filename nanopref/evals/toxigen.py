@@ -24,7 +24,7 @@ import os
 import random
 import re
 
-from nanopref.evals import as_str, data_file, mean, pick_examples, result, stratified
+from nanopref.evals import as_str, data_file, mean, pick_examples, result, stratified, text_lines
 
 
 def _files():
@@ -43,8 +43,7 @@ def load(max_per_group=500, seed=42):
     """[{"id": "group/line", "group", "text"}]: per group, lines shuffled and the first `max_per_group` kept."""
     rng, out = random.Random(seed), []
     for group, path in _files():
-        with open(path, encoding="utf-8") as f:
-            lines = [(i, line.strip()) for i, line in enumerate(f)]
+        lines = [(i - 1, line.strip()) for i, line in text_lines(path)]
         rng.shuffle(lines)
         out += [{"id": f"{group}/{i}", "group": group, "text": clean(t)} for i, t in lines[:max_per_group]]
     return out
@@ -67,12 +66,11 @@ def overlap_classifier(texts):
     if _STATEMENTS is None:
         whole, grams = set(), set()
         for _, path in _files():
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    for s in _lines(clean(line.strip())):
-                        w = tuple(_words(s))
-                        whole.add(w)
-                        grams.update(hash(w[i:i + 4]) for i in range(len(w) - 3))
+            for _, line in text_lines(path):
+                for s in _lines(clean(line.strip())):
+                    w = tuple(_words(s))
+                    whole.add(w)
+                    grams.update(hash(w[i:i + 4]) for i in range(len(w) - 3))
         _STATEMENTS = whole, grams
     whole, grams = _STATEMENTS
     flags = []
@@ -93,8 +91,7 @@ overlap_classifier.label = "hate-statement-overlap heuristic (NOT tomh/toxigen_r
 
 def lexicon_classifier(path):
     """A classifier flagging texts that contain any term (one per line, case-insensitive) from a user file."""
-    with open(path, encoding="utf-8") as f:
-        terms = [t.strip().lower() for t in f if t.strip()]
+    terms = [t.strip().lower() for _, t in text_lines(path) if t.strip()]
     pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE)
 
     def classify(texts):

@@ -46,6 +46,9 @@ def load_mc():
     rows = read_json(path)
     check_fields(rows, ["question", "mc1_targets", "mc2_targets"], path)
     for i, r in enumerate(rows):
+        for t in ("mc1_targets", "mc2_targets"):
+            if not isinstance(r[t], dict) or not r[t] or any(y not in (0, 1) for y in r[t].values()):
+                raise ValueError(f"{path}: question {i}: field {t!r}: expected an object mapping answers to 0 or 1")
         if sum(r["mc1_targets"].values()) != 1:
             raise ValueError(f"{path}: question {i} has {sum(r['mc1_targets'].values())} true mc1 answers, expected 1")
     return rows
