@@ -6,7 +6,7 @@ response, and loosely on eight variants of it (the response; with its first line
 and each of those with every '*' deleted): loose = any variant passes. An empty (whitespace-only) variant fails.
 Reported: prompt-level accuracy (all instructions of a prompt followed) and instruction-level accuracy, strict
 and loose; the paper's headline is loose prompt-level accuracy (`loose_prompt_acc`). Checker semantics and the
-documented deviations (no nltk / langdetect) are in ifeval_checks.py.
+documented deviations (no nltk / langdetect) are in ifeval_checks.py and ifeval_lang.py.
 
 `check(response, instruction_id_list, kwargs, prompt)` is a plain function and can serve as an RL reward.
 
