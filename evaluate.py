@@ -19,6 +19,29 @@ Tasks (protocols of open-instruct mid-2024, PAPER_NOTES §1.5; each module's doc
   toxigen      share of toxic continuations; the default classifier says plainly it is a heuristic
   alpaca_eval  AlpacaEval 2 win rate and length-controlled win rate against gpt4_1106_preview with --judge
                (alpaca_eval1: AlpacaEval 1 against text_davinci_003)
+--limit N: N examples drawn with a fixed seed and spread in proportion over the benchmark's parts (MMLU subjects,
+BBH tasks, XSTest's safe and unsafe prompts, ToxiGen groups, AlpacaEval source sets, TruthfulQA categories), never
+the file's first N; the world takes the first N of each category (its eval sets are already random draws).
+
+--responses FILE.jsonl scores outputs made elsewhere, for exactly one task and without --model or --limit: one JSON
+object per line (blank lines allowed; .gz too), each example at most once, with the task's id field and "output"
+(a string) or "outputs" (a non-empty list of strings; only code and the likelihood-free MMLU/GSM8K/BBH take several):
+  world        {"id": "math-1a2b3c4d", "output": ...}        an id of the world's eval sets
+  mmlu         {"id": "<subject>/<row>", "output": ...}      0-based row of mmlu/test/<subject>_test.csv; the letter
+               is read from the text (evals.mmlu.extract_letter)
+  gsm8k        {"id": <0-based line of test.jsonl>, "output": ...}
+  bbh          {"id": "<task>/<index>", "output": ...}       index into bbh/bbh/<task>.json's examples
+  truthfulqa   {"id": <0-based row of TruthfulQA.csv>, "output": ...}   judged with --truthfulqa_judge (no MC)
+  humaneval    {"task_id": "HumanEval/0", "outputs": [completion, ...]} (mbpp: "Mbpp/2"), completions as generated
+               after the prompt of evals/code.py
+  ifeval       {"key": <key in input_data.jsonl>, "output": ...} or {"prompt": <the prompt text>, "output": ...}
+  xstest       {"id": <the csv's id column, "1" or 1>, "output": ...}
+  toxigen      {"id": "<group>/<0-based line of hate_<group>_1k.txt>", "output": ...}
+  alpaca_eval  {"id": <0-based index of the instruction>, "output": ...} or {"instruction": ..., "output": ...}
+               (alpaca_eval's model_outputs.json rows), win rates with --judge
+A missing or mistyped field, an unknown id or an example given twice is an error naming FILE:LINE (both lines for a
+repeat), before anything is scored. Ids are integers or strings as shown; integers may be written as digit strings.
+
 Benchmark files are read from $NANOPREF_DATA (default ../shared/data). Results: a printed table and JSON
 (--out: one JSON for all models; default <model>/evaluate_<tasks>.json for each model; with --responses, next to
 the responses file).
@@ -30,8 +53,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nanopref.common import (DATA_DIR, OUT_DIR, autodevice, check_config, parse_config, print_config, read_jsonl,
-                             write_json)
+from nanopref.common import DATA_DIR, OUT_DIR, autodevice, check_config, parse_config, print_config, write_json
 
 TASKS = ("world", "mmlu", "mmlu_5shot", "gsm8k", "bbh", "truthfulqa", "humaneval", "mbpp", "ifeval", "xstest",
          "toxigen", "alpaca_eval", "alpaca_eval1")
@@ -60,7 +82,7 @@ class Config:
 
 def run_task(task, lm, cfg, judge=None, tqa_judge=None, rows=None):
     """-> {"metrics": {...}, "records": [...], ...} for one task, from a model (`lm`) or from `rows`."""
-    limit = cfg.limit or None
+    limit = cfg.limit
     if task == "world":
         from nanopref.evals import world as world_eval
         from nanopref.world.build import build_world, load_world
@@ -98,22 +120,37 @@ def policies_under_out():
     return found
 
 
+def check_args(cfg, tasks):
+    """Flag combinations that would otherwise be silently ignored: errors before any work."""
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise SystemExit(f"--tasks: unknown task(s) {bad or cfg.tasks!r}; known: {', '.join(TASKS)}")
+    if cfg.responses:
+        if cfg.model:
+            raise SystemExit(f"--model={cfg.model} and --responses={cfg.responses} both given: --responses scores "
+                             "outputs made elsewhere and loads no model; pass one of them")
+        if len(tasks) != 1:
+            raise SystemExit(f"--responses holds one task's rows (their ids are that task's), got --tasks={cfg.tasks}")
+        if cfg.limit:
+            raise SystemExit(f"--limit={cfg.limit} with --responses: every row of the file is scored; keep only the "
+                             "rows you want in the file")
+
+
 def main():
     cfg = parse_config(Config)
     check_config(cfg)
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise SystemExit(f"unknown task(s) {bad}; known: {', '.join(TASKS)}")
+    check_args(cfg, tasks)
     print_config(cfg)
     print(f"benchmark data: {DATA_DIR}; world cache: {OUT_DIR}")
+    from nanopref.evals import read_rows
+    rows = read_rows(cfg.responses) if cfg.responses else None  # a malformed file fails before any model loads
     device, dtype = autodevice(cfg.device), getattr(torch, cfg.dtype)
     from nanopref.evals.lm import NanoprefLM, RewardScorer
     judge = RewardScorer.load(cfg.judge, device=device, dtype=dtype) if cfg.judge else None
     tqa = NanoprefLM.load(cfg.truthfulqa_judge, device=device, dtype=dtype) if cfg.truthfulqa_judge else None
 
     if cfg.responses:
-        rows = read_jsonl(cfg.responses)
         results = {os.path.basename(cfg.responses): {t: run_task(t, None, cfg, judge, tqa, rows) for t in tasks}}
         out = cfg.out or os.path.splitext(cfg.responses)[0] + "_scores.json"
     else:

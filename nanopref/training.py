@@ -134,14 +134,19 @@ def make_optimizer(model, lr, betas=(0.9, 0.95), weight_decay=0.0, eps=1e-8):
 
 
 def lr_at(step, total, peak, warmup_frac=0.0, end=0.0, decay="linear"):
-    """Learning rate at optimizer step `step` of `total`: linear warmup from 0 over warmup_frac * total steps,
-    then linear (or cosine, or constant) decay from peak to `end` at the last step."""
+    """Learning rate for optimizer step `step` (0-based) of `total`, stepping exactly like EasyLM's optax schedule
+    (`join_schedules([linear_schedule(0, peak, W), linear_schedule(peak, end, total - W)], [W])`, with
+    W = ceil(warmup_frac * total) as EasyLM computes it): step 0 runs at lr 0, the peak is reached at step W, and
+    `end` would be reached at step `total`, one past the last step (which runs at end + (peak - end) / (total - W)).
+    decay="constant": peak after warmup (EasyLM's PPO sets end_lr = lr); "cosine": optax's
+    warmup_cosine_decay_schedule."""
     warmup = math.ceil(warmup_frac * total)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if decay == "constant" or total <= warmup + 1:
+    if step < warmup:  # optax.linear_schedule(0, peak, warmup) at count = step
+        return peak * step / warmup
+    decay_steps = total - warmup
+    if decay == "constant" or decay_steps <= 0:  # optax: transition_steps <= 0 holds init_value
         return peak
-    frac = (step - warmup) / (total - warmup - 1)
+    frac = min(step - warmup, decay_steps) / decay_steps  # optax clips the count to [0, transition_steps]
     if decay == "cosine":
         return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * frac))
     return peak + (end - peak) * frac

@@ -2,7 +2,7 @@ import pytest
 
 from evalkit import FakeLM, need
 from nanopref.evals import ifeval
-from nanopref.evals.ifeval_checks import CHECKERS, count_sentences, detect_language, word_tokens
+from nanopref.evals.ifeval_checks import CHECKERS, count_sentences, detect_language, split_sentences, word_tokens
 
 P4 = "First paragraph.\n\nSecond one.\n\nThird one.\n\nFourth one."
 
@@ -139,6 +139,36 @@ def test_text_utilities():
     assert word_tokens("DON'T stop, U.S. well-known") == ["DO", "N'T", "stop", ",", "U.S.", "well-known"]
 
 
+@pytest.mark.parametrize("text, sentences", [  # worked out by punkt's rules (see ifeval_checks' docstring)
+    ("Hello", ["Hello"]),
+    ("1. Apples\n2. Pears", ["1.", "Apples\n2.", "Pears"]),  # a number before a capital: a boundary
+    ("1. Apples.\n2. Pears.", ["1.", "Apples.", "2.", "Pears."]),
+    ("1. apples 2. pears", ["1. apples 2. pears"]),  # ... not before a lowercase word
+    ("1. apples; 2. pears", ["1. apples; 2. pears"]),
+    ("option a. then b.", ["option a. then b."]),  # a single letter likewise
+    ("In 2023. The year.", ["In 2023.", "The year."]),
+    ("Use e.g. apples. Then go.", ["Use e.g. apples.", "Then go."]),  # known abbreviation
+    ("It costs 3.50 dollars. Cheap.", ["It costs 3.50 dollars.", "Cheap."]),  # a decimal is no boundary
+    ("J. Smith wrote it.", ["J. Smith wrote it."]),
+    ("I like it. and then", ["I like it.", "and then"]),  # an ordinary word ends a sentence before lowercase too
+    ("Wait... what? No... Fine.", ["Wait... what?", "No...", "Fine."]),  # ellipsis: before a capital (deviation c)
+    ("What? no way", ["What?", "no way"]),  # ? always ends one
+    ('He said "Go." Then left.', ['He said "Go."', "Then left."]),
+    ("- a\n- b", ["- a\n- b"]),  # newlines never end one
+])
+def test_split_sentences_degenerate_answers(text, sentences):
+    assert split_sentences(text) == sentences
+
+
+def test_language_detection_like_langdetect_on_degenerate_answers():
+    assert detect_language("https://de.wikipedia.org/wiki/Berlin") is None  # URLs removed: nothing left
+    assert detect_language("ich@example.de https://x.org/the/and/of") is None  # e-mail addresses too
+    german = "Ich glaube, dass das Wetter heute nicht gut ist und wir zu Hause bleiben."
+    assert detect_language(german) == "de" and detect_language("1 " * 5000 + german) is None  # first 10,000 only
+    assert detect_language("Hello") == "en" and detect_language("OK") == "en"  # no cue: en (langdetect: fi, pt)
+    assert ifeval.check("12345 !!!", ["change_case:english_lowercase"], [{}])["strict"] == [False]  # islower first
+
+
 @pytest.mark.parametrize("lang, text", [
     ("en", "The quick brown fox jumps over the lazy dog and runs into the forest."),
     ("de", "Der schnelle braune Fuchs springt über den faulen Hund und es ist nicht schlimm."),
@@ -174,7 +204,11 @@ def test_load_and_run_and_score_responses():
 
     fake = FakeLM(respond=lambda p: "no commas here at all")
     res = ifeval.run(fake, limit=20)
-    assert fake.calls[0]["max_new_tokens"] == 2048 and fake.calls[0]["prompts"][0] == fake.chat(data[0]["prompt"])
+    keys = [r["key"] for r in res["records"]]
+    picked = [ex for ex in data if ex["key"] in keys]
+    assert len(picked) == 20 and keys == [ex["key"] for ex in picked] and keys != [ex["key"] for ex in data[:20]]
+    assert fake.calls[0]["max_new_tokens"] == 2048
+    assert fake.calls[0]["prompts"] == [fake.chat(ex["prompt"]) for ex in picked]
     m = res["metrics"]
     assert 0 <= m["strict_prompt_acc"] <= m["loose_prompt_acc"] <= 1
     assert m["strict_instruction_acc/punctuation:no_comma"] == 1.0

@@ -73,7 +73,8 @@ def test_ties_go_to_first_letter_and_limit():
 
 
 def test_score_responses():
-    rows = [{"id": "abstract_algebra/0", "output": " B"}, {"id": "abstract_algebra/0", "output": "(C)"}]
+    wrong = "A" if mmlu.load("abstract_algebra")[1]["answer"] != "A" else "B"
+    rows = [{"id": "abstract_algebra/0", "output": " B"}, {"id": "abstract_algebra/1", "output": f"({wrong})"}]
     res = mmlu.score_responses(rows)
     assert [r["correct"] for r in res["records"]] == [True, False]
     assert res["metrics"]["average_acc"] == 0.5

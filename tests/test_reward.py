@@ -120,11 +120,11 @@ class FakeScorer:
 def test_best_of_n_by_hand():
     records = [
         dict(category="math", prompt="p1", greedy_score=0.0, samples=["bad", "good", "bad!"], scores=[0.0, 1.0, 0.0],
-             oracle=[1.0, 5.0, 1.0]),
+             oracle=[1.0, 5.0, 1.0], eos=[True] * 3),
         dict(category="math", prompt="p2", greedy_score=1.0, samples=["bad", "good", "x"], scores=[1.0, 0.0, 0.0],
-             oracle=[3.0, 3.0, 1.0]),
+             oracle=[3.0, 3.0, 1.0], eos=[True] * 3),
         dict(category="chat", prompt="p3", greedy_score=0.5, samples=["good", "ok", "x"], scores=[0.25, 0.75, 0.0],
-             oracle=[2.0, 4.0, 1.0]),
+             oracle=[2.0, 4.0, 1.0], eos=[True] * 3),
     ]
     m, rows = rm_eval.best_of_n(records, FakeScorer())
     assert [r["pick"] for r in rows] == [1, 1, 0]
@@ -138,6 +138,23 @@ def test_best_of_n_by_hand():
     assert m2["math"]["rm"]["score"] == m2["math"]["random"]["score"] == m2["math"]["best"]["score"] == 0.5
 
 
+def test_best_of_n_scores_a_cut_sample_as_ppo_does():
+    """A sample that never reached EOS gets PPO's missing-EOS score (-10), not the reward model's reading of the cut
+    text: p1's "good" (reward 1.004, ground truth 1) was cut, so the RM's pick is "bad!" (0.004 > -10)."""
+    rec = dict(category="math", prompt="p1", greedy_score=0.0, samples=["bad", "good", "bad!"],
+               scores=[0.0, 1.0, 0.5], oracle=[1.0, 5.0, 1.0], eos=[True, False, True])
+    m, rows = rm_eval.best_of_n([rec], FakeScorer())
+    assert rows[0]["pick"] == 2 and rows[0]["cut"] == 1 and m["math"]["rm"]["score"] == 0.5
+    assert m["math"]["oracle"]["score"] == 1.0 and m["math"]["best"]["score"] == 1.0  # ground truth untouched
+    _, rows = rm_eval.best_of_n([rec], FakeScorer(), missing_eos_score=5.0)
+    assert rows[0]["pick"] == 1
+    # every sample cut: all tied at -10, so the expected ground truth of a random pick
+    m, _ = rm_eval.best_of_n([dict(rec, eos=[False] * 3)], FakeScorer())
+    assert m["math"]["rm"]["score"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="record 0 .* eos"):
+        rm_eval.best_of_n([{k: v for k, v in rec.items() if k != "eos"}], FakeScorer())
+
+
 def test_sample_candidates_scores_with_ground_truth():
     rng = random.Random(0)
     kb = make_kb(rng)
@@ -149,11 +166,53 @@ def test_sample_candidates_scores_with_ground_truth():
 
         def generate(self, prompts, max_new_tokens, temperature=0.0, n=1, desc=None):
             ans = {ex["prompt"]: ex["meta"]["answer"] for ex in world["eval"]["math"]}
+            self.eos = [[j != 3 for j in range(n)] for _ in prompts]  # the last sample of each prompt was cut
             return [[f"The answer is {ans[p] + (j if temperature else 0)}." for j in range(n)] for p in prompts]
 
     recs = rm_eval.sample_candidates(FakeLM(), world, n=4, categories=["math"])
     assert len(recs) == 3 and all(r["greedy_score"] == 1.0 and r["scores"] == [1.0, 0, 0, 0] for r in recs)
     assert all(r["oracle"][0] > r["oracle"][1] for r in recs)
+    assert all(r["eos"] == [True, True, True, False] for r in recs)
+
+
+def test_candidates_cache_keyed_on_world_and_scorer_code(tmp_path, monkeypatch):
+    """The Best-of-N cache is reused for the same policy, world, code and settings, and never when the world's
+    data or any scoring/sampling source file changed (a changed scorer must not reuse stale scores)."""
+    import nanopref.evals.lm as lm_mod
+    rng = random.Random(0)
+    kb = make_kb(rng)
+    world = dict(kb=kb, eval={c: make_examples(c, 2, rng, kb) for c in rm_eval.CATEGORIES})
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    (policy / "model.safetensors").write_bytes(b"weights")
+    scorer = tmp_path / "scorers.py"
+    scorer.write_text("# v1")
+    monkeypatch.setattr(rm_eval, "CODE_FILES", rm_eval.CODE_FILES + [str(scorer)])
+    loads = []
+
+    class FakeLM:
+        def chat(self, user):
+            return user
+
+        def generate(self, prompts, max_new_tokens, temperature=0.0, n=1, desc=None):
+            self.eos = [[True] * n for _ in prompts]
+            return [[f"answer {len(loads)}"] * n for _ in prompts]
+
+    monkeypatch.setattr(lm_mod.NanoprefLM, "load", classmethod(lambda cls, *a, **k: loads.append(1) or FakeLM()))
+    get = lambda w: rm_eval.cached_candidates(str(policy), w, n=2, limit=1, cache_dir=str(tmp_path / "c"))  # noqa
+    first = get(world)
+    assert len(loads) == 1 and get(world) == first and len(loads) == 1  # reused
+    scorer.write_text("# v2: a changed scorer")
+    assert get(world)[0]["greedy"] == "answer 2" and len(loads) == 2  # resampled and rescored
+    changed = dict(world, kb=dict(world["kb"], extra=1))
+    get(changed)
+    assert len(loads) == 3
+    (policy / "model.safetensors").write_bytes(b"other weights")
+    get(world)
+    assert len(loads) == 4
+    names = {os.path.relpath(p, REPO) for p in rm_eval.CODE_FILES}
+    assert {"nanopref/world/scorers.py", "nanopref/world/oracle.py", "nanopref/evals/ifeval_checks.py"} <= names
 
 
 def test_clustered_standard_error():
@@ -257,3 +316,31 @@ def test_train_rm_regression_smoke(fixture):
 def test_train_rm_joins_datasets_with_plus(fixture):
     out = run_rm(fixture, "mix", f"--data={fixture / 'train.jsonl'}+{fixture / 'test.jsonl'}", "--max_steps=1")
     assert "data: 40 pairs" in out and "(1 longer than 64 tokens dropped" in out  # 32 + 8, the long one dropped
+
+
+def test_lm_generate_reports_eos_per_completion(rm, monkeypatch):
+    """NanoprefLM.generate leaves lm.eos: per prompt, per completion, whether the sampler's row ended with EOS,
+    in the prompts' order although generation batches them by length."""
+    import nanopref.evals.lm as lm_mod
+    from nanopref.generate import Generation
+
+    class Tok:
+        bos_id, eos_id, pad_id = 1, 2, 3
+
+        def encode(self, text, bos=True):
+            return [1] + [5] * len(text)
+
+        def decode(self, ids):
+            return " ".join(str(i) for i in ids if i != 3)
+
+    def fake_generate(model, prompts, max_new_tokens, eos_id, pad_id, **kw):  # EOS iff the prompt's length is odd
+        rows = [[7, eos_id, pad_id] if len(p) % 2 else [7, 8, 9] for p in prompts]
+        mask = [[1, 1, 0] if len(p) % 2 else [1, 1, 1] for p in prompts]
+        z = torch.zeros(len(prompts), 1)
+        return Generation(torch.tensor(rows), torch.zeros(len(prompts), 3), torch.tensor(mask), z, z)
+
+    monkeypatch.setattr(lm_mod, "generate", fake_generate)
+    lm = lm_mod.NanoprefLM(rm, Tok(), batch_size=1)
+    out = lm.generate(["ab", "abc", "a"], 3, n=2)
+    assert out == [["7 2"] * 2, ["7 8 9"] * 2, ["7 8 9"] * 2]  # BOS + 2 tokens: odd, EOS; BOS + 3 or + 1: cut
+    assert lm.eos == [[True, True], [False, False], [False, False]]

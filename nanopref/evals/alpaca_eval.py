@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from nanopref.evals import check_fields, data_file, mean, outputs_of, read_json, result
+from nanopref.evals import as_int, as_str, check_fields, data_file, mean, pick_examples, read_json, result, stratified
 
 REFERENCES = {1: "text_davinci_003", 2: "gpt4_1106_preview"}
 
@@ -91,13 +91,14 @@ def _score(examples, outputs, judge, version, config):
 
 def score_responses(rows, version=2, judge=None):
     examples = load(version)
-    by_inst = {ex["instruction"]: ex for ex in examples}
-    chosen = [examples[int(r["id"])] if "id" in r else by_inst[r["instruction"]] for r in rows]
-    return _score(chosen, [outputs_of(r)[0] for r in rows], judge, version, {})
+    keys = [("id", as_int, {ex["id"]: ex for ex in examples}), ("instruction", as_str,
+                                                                {ex["instruction"]: ex for ex in examples})]
+    chosen, outputs = pick_examples(rows, f"AlpacaEval {version}", keys, single=True)
+    return _score(chosen, [o[0] for o in outputs], judge, version, {})
 
 
 def run(lm, version=2, limit=None, judge=None, max_new_tokens=8192):
-    examples = load(version)[:limit]
+    examples = stratified(load(version), limit, key=lambda ex: ex["dataset"])  # limit: over the source sets
     outputs = [o[0] for o in lm.generate([lm.chat(ex["instruction"]) for ex in examples], max_new_tokens,
                                          temperature=0.0)]
     return _score(examples, outputs, judge, version, dict(max_new_tokens=max_new_tokens))

@@ -16,7 +16,8 @@ import os
 import random
 import re
 
-from nanopref.evals import data_file, em_normalize, mean, outputs_of, read_json, result
+from nanopref.evals import (as_str, data_file, em_normalize, mean, pick_examples, read_json, result, stratified,
+                            text_lines)
 
 
 def load_tasks():
@@ -26,11 +27,11 @@ def load_tasks():
     for name in sorted(f[:-5] for f in os.listdir(d) if f.endswith(".json")):
         path = os.path.join(d, name + ".json")
         data = read_json(path)
-        if not isinstance(data, dict) or "examples" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
             raise ValueError(f"{path}: expected an object with an 'examples' list")
         for i, ex in enumerate(data["examples"]):
-            if "input" not in ex or "target" not in ex:
-                raise ValueError(f"{path}: example {i} lacks 'input' or 'target'")
+            if not (isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(ex.get("target"), str)):
+                raise ValueError(f"{path}: example {i}: expected an object with strings 'input' and 'target'")
         tasks[name] = data["examples"]
     return tasks
 
@@ -40,8 +41,7 @@ def load_prompts():
     d = data_file("bbh", "cot-prompts")
     prompts = {}
     for name in sorted(f[:-4] for f in os.listdir(d) if f.endswith(".txt")):
-        with open(os.path.join(d, name + ".txt"), encoding="utf-8") as f:
-            prompts[name] = "".join(f.readlines()[2:])
+        prompts[name] = "".join(line for i, line in text_lines(os.path.join(d, name + ".txt")) if i > 2)
     return prompts
 
 
@@ -85,21 +85,16 @@ def _score(items, outputs, config):
 
 
 def score_responses(rows):
-    tasks = load_tasks()
-    items = []
-    for r in rows:
-        name, i = str(r["id"]).rsplit("/", 1)
-        if name not in tasks:
-            raise ValueError(f"responses: unknown BBH task {name!r} in id {r['id']!r}")
-        items.append((name, int(i), tasks[name][int(i)]))
-    return _score(items, [outputs_of(r) for r in rows], {})
+    table = {f"{name}/{i}": (name, i, ex) for name, exs in load_tasks().items() for i, ex in enumerate(exs)}
+    items, outputs = pick_examples(rows, "BBH", [("id", as_str, table)])
+    return _score(items, outputs, {})
 
 
 def run(lm, limit=None, per_task=40, seed=42, max_new_tokens=512, stop=("\n\n",)):
     tasks, prompts = load_tasks(), load_prompts()
     if set(tasks) != set(prompts):
         raise ValueError(f"BBH tasks and cot-prompts differ: {sorted(set(tasks) ^ set(prompts))}")
-    items = select(tasks, per_task, seed)[:limit]
+    items = stratified(select(tasks, per_task, seed), limit, key=lambda item: item[0])  # limit: over all tasks
     texts = [lm.chat(*build_prompt(prompts[name], ex["input"])) for name, _, ex in items]
     outputs = lm.generate(texts, max_new_tokens, temperature=0.0, stop=list(stop) if stop else None)
     return _score(items, outputs, dict(per_task=per_task, seed=seed, max_new_tokens=max_new_tokens, stop=stop))

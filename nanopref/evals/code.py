@@ -23,13 +23,13 @@ chat-style text through `lm.chat`; open-instruct would give it the bare code pro
 --responses rows: {"task_id": "HumanEval/0" | "Mbpp/2", "outputs": [completion, ...]} (or "output"), with
 completions as generated after the prompt above; pass@k is reported for every k <= n in (1, 10).
 """
-import gzip
 import hashlib
 import json
 
 import numpy as np
 
-from nanopref.evals import check_fields, data_file, mean, outputs_of, result
+from nanopref.evals import (Rows, as_str, check_fields, data_file, mean, pick_examples, result, stratified,
+                            text_lines)
 from nanopref.evals.code_exec import check_programs, expected_outputs
 
 FILES = {"humaneval": ("evalplus", "HumanEvalPlus-v0.1.10.jsonl.gz"),
@@ -87,15 +87,19 @@ def _mbpp_types(num, inputs):
 def load(dataset="humaneval"):
     """Tasks of HumanEval+ ("humaneval") or MBPP+ ("mbpp"), inputs restored to their Python types."""
     path = data_file(*FILES[dataset])
-    tasks = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            try:
-                t = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-            t["_digest"] = hashlib.sha256(line.encode()).hexdigest()
-            tasks.append(t)
+    tasks = Rows(path)  # check_fields names file:line
+    for i, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            t = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: malformed JSON ({e.msg})") from None
+        if not isinstance(t, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(t).__name__}")
+        t["_digest"] = hashlib.sha256(line.encode()).hexdigest()
+        tasks.append(t)
+        tasks.lines.append(i)
     required = ["task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol"]
     check_fields(tasks, required + (["test"] if dataset == "humaneval" else ["assertion"]), path)
     for t in tasks:
@@ -156,12 +160,7 @@ def _metrics(checks, ks, prefix=""):
 
 def score_responses(rows, dataset="humaneval", workers=None, ks=(1, 10), expected=None):
     by_id = {t["task_id"]: t for t in load(dataset)}
-    tasks, completions = [], []
-    for row in rows:
-        if row.get("task_id") not in by_id:
-            raise ValueError(f"responses: unknown {dataset} task_id {row.get('task_id')!r}")
-        tasks.append(by_id[row["task_id"]])
-        completions.append(outputs_of(row))
+    tasks, completions = pick_examples(rows, dataset, [("task_id", as_str, by_id)])
     checks = check_completions(tasks, completions, workers, expected)
     records = [{"task_id": t["task_id"], "outputs": cs, "checks": ch} for t, cs, ch in zip(tasks, completions, checks)]
     return result(f"{dataset}_plus", _metrics(checks, ks), records, dataset=dataset, ks=list(ks))
@@ -170,9 +169,9 @@ def score_responses(rows, dataset="humaneval", workers=None, ks=(1, 10), expecte
 def run(lm, dataset="humaneval", limit=None, n=20, settings=((1, 0.1), (10, 0.8)), top_p=0.95,
         max_new_tokens=512, workers=None, task_ids=None, cache=True):
     """settings: (k, temperature) pairs; each draws n samples per task and reports pass@k at that temperature.
-    `task_ids` restricts the run to those tasks (then `limit` applies); `cache` keeps the canonical solutions'
-    outputs under OUT_DIR/cache (computing them takes about a minute on 2 cores for a whole dataset)."""
-    tasks = [t for t in load(dataset) if task_ids is None or t["task_id"] in task_ids][:limit]
+    `task_ids` restricts the run to those tasks (then `limit`: a seeded sample of them); `cache` keeps the canonical
+    solutions' outputs under OUT_DIR/cache (computing them takes about a minute on 2 cores for a whole dataset)."""
+    tasks = stratified([t for t in load(dataset) if task_ids is None or t["task_id"] in task_ids], limit)
     expected = expected_outputs(tasks, workers, cache_name=f"evalplus_{dataset}" if cache else None)
     prompts = [lm.chat(*build_prompt(t)) for t in tasks]
     metrics, records = {}, [{"task_id": t["task_id"]} for t in tasks]

@@ -18,8 +18,7 @@ can serve as an RL reward.
 import re
 from decimal import Decimal, InvalidOperation
 
-from nanopref.common import read_jsonl
-from nanopref.evals import data_file, mean, outputs_of, result, subsample
+from nanopref.evals import as_int, data_file, mean, pick_examples, read_rows, result, stratified, subsample
 
 # Wei et al. 2022, Table 20 (the standard 8 GSM8K exemplars, as in open-instruct eval/gsm/examplars.py)
 EXEMPLARS = [
@@ -57,10 +56,10 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 def load(split="test"):
     """[{id, question, answer (full solution), reference (the number after ####)}]."""
     path = data_file("gsm8k", f"{split}.jsonl")
-    rows = read_jsonl(path, required=("question", "answer"))
+    rows = read_rows(path, required=("question", "answer"))
     for i, r in enumerate(rows):
-        if "####" not in r["answer"]:
-            raise ValueError(f"{path}:{i + 1}: answer has no '####' final-answer marker")
+        if not isinstance(r["question"], str) or not isinstance(r["answer"], str) or "####" not in r["answer"]:
+            raise ValueError(f"{rows.where(i)}: field 'answer': expected a string with a '####' final-answer marker")
         r["id"], r["reference"] = i, reference_answer(r["answer"])
     return rows
 
@@ -109,14 +108,13 @@ def _score(examples, outputs, config):
 
 
 def score_responses(rows):
-    by_id = {ex["id"]: ex for ex in load()}
-    examples = [by_id[int(r["id"])] for r in rows]
-    return _score(examples, [outputs_of(r) for r in rows], {})
+    examples, outputs = pick_examples(rows, "GSM8K", [("id", as_int, {ex["id"]: ex for ex in load()})])
+    return _score(examples, outputs, {})
 
 
 def run(lm, limit=None, subset=200, seed=42, n_shot=8, max_new_tokens=512, stop=None):
-    """subset=None evaluates all 1319 questions; `limit` then keeps the first `limit` of them."""
-    examples = subsample(load(), subset, seed)[:limit]
+    """subset=None evaluates all 1319 questions; `limit`: a seeded sample of that many of them (or of the subset)."""
+    examples = stratified(subsample(load(), subset, seed), limit)
     prompts = [lm.chat(*build_prompt(ex["question"], n_shot)) for ex in examples]
     outputs = lm.generate(prompts, max_new_tokens, temperature=0.0, stop=stop)
     return _score(examples, outputs, dict(subset=subset, seed=seed, n_shot=n_shot, max_new_tokens=max_new_tokens))

@@ -6,25 +6,36 @@ response, and loosely on eight variants of it (the response; with its first line
 and each of those with every '*' deleted): loose = any variant passes. An empty (whitespace-only) variant fails.
 Reported: prompt-level accuracy (all instructions of a prompt followed) and instruction-level accuracy, strict
 and loose; the paper's headline is loose prompt-level accuracy (`loose_prompt_acc`). Checker semantics and the
-documented deviations (no nltk / langdetect) are in ifeval_checks.py.
+documented deviations (no nltk / langdetect) are in ifeval_checks.py and ifeval_lang.py.
 
 `check(response, instruction_id_list, kwargs, prompt)` is a plain function and can serve as an RL reward.
 
 --responses rows: {"key": <the prompt's key in input_data.jsonl>, "output": str} ("prompt" is accepted instead
 of "key", matching open-instruct's prompt -> response mapping).
 """
-from nanopref.common import read_jsonl
-from nanopref.evals import data_file, mean, outputs_of, result
+import re
+
+from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, read_rows, result, stratified
 from nanopref.evals.ifeval_checks import CHECKERS
 
 
 def load():
     path = data_file("ifeval", "input_data.jsonl")
-    rows = read_jsonl(path, required=("key", "prompt", "instruction_id_list", "kwargs"))
-    for i, r in enumerate(rows, 1):
-        unknown = [x for x in r["instruction_id_list"] if x not in CHECKERS]
-        if unknown or len(r["kwargs"]) != len(r["instruction_id_list"]):
-            raise ValueError(f"{path}:{i}: unknown instruction(s) {unknown} or kwargs/instructions length mismatch")
+    rows = read_rows(path, required=("key", "prompt", "instruction_id_list", "kwargs"))
+    for i, r in enumerate(rows):
+        ids, kwargs = r["instruction_id_list"], r["kwargs"]
+        if not isinstance(ids, list) or not isinstance(kwargs, list) or len(kwargs) != len(ids) or \
+                not all(isinstance(k, dict) for k in kwargs):
+            raise ValueError(f"{rows.where(i)}: fields 'instruction_id_list' and 'kwargs': expected lists of equal "
+                             "length (instruction ids, and a dict of arguments for each)")
+        unknown = [x for x in ids if x not in CHECKERS]
+        if unknown:
+            raise ValueError(f"{rows.where(i)}: field 'instruction_id_list': unknown instruction(s) {unknown}")
+        for iid, kw in zip(ids, kwargs):  # arguments of the wrong name or type fail here, not mid-evaluation
+            try:
+                CHECKERS[iid]("probe", **{k: v for k, v in kw.items() if v is not None})
+            except (TypeError, ValueError, AttributeError, re.error) as e:
+                raise ValueError(f"{rows.where(i)}: field 'kwargs' of {iid}: {e}") from None
     return rows
 
 
@@ -71,17 +82,13 @@ def _score(examples, outputs, config):
 
 def score_responses(rows):
     examples = load()
-    by_key, by_prompt = {ex["key"]: ex for ex in examples}, {ex["prompt"]: ex for ex in examples}
-    chosen = []
-    for r in rows:
-        ex = by_key.get(int(r["key"])) if "key" in r else by_prompt.get(r.get("prompt"))
-        if ex is None:
-            raise ValueError(f"responses: row matches no IFEval prompt (key={r.get('key')!r})")
-        chosen.append(ex)
-    return _score(chosen, [outputs_of(r)[0] for r in rows], {})
+    keys = [("key", as_int, {ex["key"]: ex for ex in examples}),
+            ("prompt", as_str, {ex["prompt"]: ex for ex in examples})]
+    chosen, outputs = pick_examples(rows, "IFEval", keys, single=True)
+    return _score(chosen, [o[0] for o in outputs], {})
 
 
 def run(lm, limit=None, max_new_tokens=2048):
-    examples = load()[:limit]
+    examples = stratified(load(), limit)
     outputs = lm.generate([lm.chat(ex["prompt"]) for ex in examples], max_new_tokens, temperature=0.0)
     return _score(examples, [o[0] for o in outputs], dict(max_new_tokens=max_new_tokens))

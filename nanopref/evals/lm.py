@@ -44,7 +44,8 @@ class NanoprefLM:
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens, temperature=0.0, top_p=1.0, n=1, stop=None, desc=None):
         """n completions per prompt; text is cut at the first stop string. Prompts are batched by length; a prompt
-        too long for the model keeps its last tokens (and a warning is counted in self.truncated)."""
+        too long for the model keeps its last tokens (and a warning is counted in self.truncated). self.eos is left
+        as [[bool] * n] per prompt: whether each completion ended with EOS (False: cut at max_new_tokens)."""
         ids = [self._encode_prompt(p) for p in prompts for _ in range(n)]
         if max_new_tokens > self.max_len // 2:  # e.g. a 512-token world model asked for GSM8K's 512 new tokens
             print(f"warning: context {self.max_len} is too short for {max_new_tokens} new tokens; "
@@ -54,7 +55,7 @@ class NanoprefLM:
         self.truncated = sum(len(x) > limit for x in ids)
         ids = [x if len(x) <= limit else [self.tok.bos_id] + x[len(x) - limit + 1:] for x in ids]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        texts = [None] * len(ids)
+        texts, ended = [None] * len(ids), [False] * len(ids)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if desc:
             from tqdm import tqdm
@@ -63,12 +64,13 @@ class NanoprefLM:
             out = generate(self.model, [ids[i] for i in batch], max_new_tokens, self.tok.eos_id, self.tok.pad_id,
                            temperature=temperature, top_p=top_p, compile=self.compile)
             for i, row in zip(batch, out.lists()):
-                texts[i] = self.tok.decode(row)
+                texts[i], ended[i] = self.tok.decode(row), bool(row) and row[-1] == self.tok.eos_id
         for i, t in enumerate(texts):
             for s in stop or []:
                 if s and s in t:
                     t = t[:t.index(s)]
             texts[i] = t
+        self.eos = [ended[i * n:(i + 1) * n] for i in range(len(prompts))]
         return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _split(self, context, continuation):

@@ -19,7 +19,7 @@ Data note: the shared CSVs have a header and a 0-based answer index (MANIFEST); 
 import os
 import re
 
-from nanopref.evals import data_file, mean, outputs_of, read_csv, result
+from nanopref.evals import as_str, data_file, mean, pick_examples, read_csv, result, stratified
 
 LETTERS = "ABCD"
 
@@ -82,26 +82,25 @@ def _metrics(records):
 
 
 def score_responses(rows):
-    cache, records = {}, []
-    for r in rows:
-        subject, i = str(r["id"]).rsplit("/", 1)
-        if subject not in cache:
-            cache[subject] = load(subject)
-        ex = cache[subject][int(i)]
-        for out in outputs_of(r):
+    table = {f"{s}/{i}": (f"{s}/{i}", s, ex) for s in subjects() for i, ex in enumerate(load(s))}
+    examples, outputs = pick_examples(rows, "MMLU", [("id", as_str, table)])
+    records = []
+    for (key, subject, ex), outs in zip(examples, outputs):
+        for out in outs:
             pred = extract_letter(out)
-            records.append({"id": r["id"], "subject": subject, "answer": ex["answer"], "output": out,
+            records.append({"id": key, "subject": subject, "answer": ex["answer"], "output": out,
                             "prediction": pred, "correct": pred == ex["answer"]})
     return result("mmlu", _metrics(records), records)
 
 
 def run(lm, limit=None, n_shot=0, subject_list=None, max_prompt_tokens=2048):
-    """n_shot 0 or 5 (both are in the paper's job list). `limit` = first N questions in subject order."""
+    """n_shot 0 or 5 (both are in the paper's job list). `limit`: that many questions spread over the subjects in
+    proportion to their sizes (a seeded sample)."""
     items = []
     for s in subject_list or subjects():
         dev = load(s, "dev")[:n_shot] if n_shot else []
         items += [(s, i, ex, dev) for i, ex in enumerate(load(s))]
-    items = items[:limit]
+    items = stratified(items, limit, key=lambda item: item[0])
     requests = []
     for s, i, ex, dev in items:
         k = n_shot

@@ -12,7 +12,9 @@ else its "category" (the world's), else "all". A pair counts 1 if r_chosen > r_r
 prompt (the world's test_gold: the best response against each worse one) are not independent, so standard
 errors are clustered by prompt.
 """
+import glob
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -128,7 +130,8 @@ def format_accuracy(metrics, title="RM accuracy"):
 def sample_candidates(lm, world, n=16, limit=None, categories=CATEGORIES, max_new_tokens=96, temperature=1.0,
                       seed=0):
     """For each eval prompt (the first `limit` per category): the policy's greedy response and n samples at
-    `temperature`, each with its ground-truth score (world.score) and the oracle judge's overall rating."""
+    `temperature`, each with its ground-truth score (world.score), the oracle judge's overall rating, and whether it
+    ended with EOS (`eos`, from lm.eos after each generate; False: cut at max_new_tokens)."""
     kb = world["kb"]
     rows = [ex for c in categories for ex in world["eval"][c][:limit]]
     prompts = [lm.chat(ex["prompt"]) for ex in rows]
@@ -136,23 +139,44 @@ def sample_candidates(lm, world, n=16, limit=None, categories=CATEGORIES, max_ne
     torch.manual_seed(seed)
     samples = lm.generate(prompts, max_new_tokens, temperature=temperature, n=n, desc=f"sampling {n} per prompt")
     records = []
-    for ex, (g,), outs in zip(rows, greedy, samples):
+    for ex, (g,), outs, eos in zip(rows, greedy, samples, lm.eos):
         records.append(dict(id=ex["id"], category=ex["category"], prompt=ex["prompt"], greedy=g,
                             greedy_score=score(ex, g, kb), samples=outs, scores=[score(ex, o, kb) for o in outs],
-                            oracle=[overall(rate(ex, o, kb)) for o in outs]))
+                            oracle=[overall(rate(ex, o, kb)) for o in outs], eos=list(eos)))
     return records
+
+
+# what the cached candidates depend on besides the policy and the settings: the world's code (its scorers, oracle
+# and the IFEval checks they use) and the sampling path; a change to any of these files is a new cache entry
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CODE_FILES = sorted(glob.glob(os.path.join(_PKG, "world", "**", "*.py"), recursive=True)) + [
+    os.path.join(_PKG, "evals", f) for f in ("ifeval_checks.py", "lm.py")] + [os.path.join(_PKG, "generate.py")]
+
+
+def candidates_key(policy_fingerprint, world, **settings):
+    """The cache key of sample_candidates' records: the policy's weights, the world itself (knowledge base and
+    eval prompts with their metadata), the code in CODE_FILES and sample_candidates' own source, and the settings."""
+    h = hashlib.sha256()
+    for path in CODE_FILES:
+        with open(path, "rb") as f:
+            h.update(os.path.relpath(path, _PKG).encode() + b"\0" + f.read())
+    h.update(inspect.getsource(sample_candidates).encode())
+    world_data = json.dumps([world["kb"], world["eval"]], sort_keys=True)
+    key = json.dumps([policy_fingerprint, hashlib.sha256(world_data.encode()).hexdigest(), h.hexdigest(), settings],
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def cached_candidates(policy, world, n=16, limit=None, seed=0, device="cpu", max_new_tokens=96, temperature=1.0,
                       cache_dir=None):
-    """sample_candidates from the checkpoint at `policy`, cached in out/cache under a key of the policy's weights
-    and the sampling settings, so that every reward model (and evaluate.py) reranks the very same samples."""
+    """sample_candidates from the checkpoint at `policy`, cached in out/cache under candidates_key (the policy's
+    weights, the world and its scoring code, the sampling settings), so that every reward model (and evaluate.py)
+    reranks the very same samples, and a changed scorer or world never reuses stale scores."""
     from nanopref.evals.lm import NanoprefLM
     from nanopref.world.prefs import _fingerprint  # sha256 of the checkpoint's weights and config
-    ids = [ex["id"] for c in CATEGORIES for ex in world["eval"][c]]  # the world's eval prompts
-    key = json.dumps([_fingerprint(resolve(policy)), ids, n, limit, seed, max_new_tokens, temperature])
-    path = os.path.join(cache_dir or os.path.join(OUT_DIR, "cache"),
-                        f"bon_{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl")
+    key = candidates_key(_fingerprint(resolve(policy)), world, n=n, limit=limit, seed=seed,
+                         max_new_tokens=max_new_tokens, temperature=temperature)
+    path = os.path.join(cache_dir or os.path.join(OUT_DIR, "cache"), f"bon_{key}.jsonl")
     if os.path.exists(path):
         return read_jsonl(path)
     lm = NanoprefLM.load(policy, device=device, batch_size=256)
@@ -171,7 +195,7 @@ def _pick(values, scores):
 METHODS = ("greedy", "random", "rm", "oracle", "best")
 
 
-def best_of_n(records, rm, n=None, batch_size=256):
+def best_of_n(records, rm, n=None, batch_size=256, missing_eos_score=-10.0):
     """Rerank each prompt's samples (the first n; all by default) with `rm` (anything with
     .score([(user, response)]) -> [reward], e.g. evals.lm.RewardScorer) and compare, on ground truth:
         greedy  the policy's greedy response
@@ -179,19 +203,27 @@ def best_of_n(records, rm, n=None, batch_size=256):
         rm      the sample the reward model likes best (Best-of-N)
         oracle  the sample the oracle judge rates best (a perfect reward model of the judge behind uf_fine)
         best    the best sample by ground truth: the ceiling of any reranker
+    A sample cut at max_new_tokens (its record's eos False) is scored as PPO scores it: missing_eos_score (train_ppo's
+    default, EasyLM's -10) instead of the reward model's score, which would read the cut text as if it had ended.
     -> ({category: {method: {"score", "stderr", "n"}, "rm-greedy": ..., "rm-random": ...}, "overall": ...},
         per-prompt rows). Differences are paired per prompt, so their standard errors are those of paired means."""
     n = n or len(records[0]["samples"])
+    for i, r in enumerate(records):
+        if len(r.get("eos", ())) < n or len(r["samples"]) < n:
+            raise ValueError(f"best_of_n: record {i} ({r.get('id', r['prompt'][:40])!r}) has {len(r['samples'])} "
+                             f"samples and {len(r.get('eos', ()))} eos flags; {n} of each needed (sample_candidates "
+                             "records them)")
     pairs = [(r["prompt"], s) for r in records for s in r["samples"][:n]]
     rewards = []
     for b in range(0, len(pairs), batch_size):
         rewards += rm.score(pairs[b:b + batch_size])
     rows = []
     for i, r in enumerate(records):
-        rw, sc = rewards[i * n:(i + 1) * n], r["scores"][:n]
+        rw = [x if ended else missing_eos_score for x, ended in zip(rewards[i * n:(i + 1) * n], r["eos"][:n])]
+        sc = r["scores"][:n]
         rows.append(dict(category=r["category"], pick=max(range(n), key=lambda j: rw[j]), greedy=r["greedy_score"],
-                         random=sum(sc) / n, rm=_pick(rw, sc),
-                         oracle=_pick(r["oracle"][:n], sc), best=max(sc)))
+                         random=sum(sc) / n, rm=_pick(rw, sc), oracle=_pick(r["oracle"][:n], sc), best=max(sc),
+                         cut=n - sum(r["eos"][:n])))
     metrics = {}
     for c in [c for c in CATEGORIES if any(x["category"] == c for x in rows)]:
         mine = [x for x in rows if x["category"] == c]

@@ -19,7 +19,8 @@ chat-format generation prompt loses its "A:" (a variable mix-up); here the assis
 """
 import math
 
-from nanopref.evals import check_fields, data_file, mean, outputs_of, read_csv, read_json, result
+from nanopref.evals import (as_int, check_fields, data_file, mean, pick_examples, read_csv, read_json, result,
+                            stratified)
 
 QA_PRIMER = """Q: What is human life expectancy in the United States?
 A: Human life expectancy in the United States is 78 years.
@@ -45,6 +46,9 @@ def load_mc():
     rows = read_json(path)
     check_fields(rows, ["question", "mc1_targets", "mc2_targets"], path)
     for i, r in enumerate(rows):
+        for t in ("mc1_targets", "mc2_targets"):
+            if not isinstance(r[t], dict) or not r[t] or any(y not in (0, 1) for y in r[t].values()):
+                raise ValueError(f"{path}: question {i}: field {t!r}: expected an object mapping answers to 0 or 1")
         if sum(r["mc1_targets"].values()) != 1:
             raise ValueError(f"{path}: question {i} has {sum(r['mc1_targets'].values())} true mc1 answers, expected 1")
     return rows
@@ -117,10 +121,11 @@ def _judged(questions, answers, judges, records):
 
 
 def score_responses(rows, truth_judge=None, info_judge=None):
-    qs = load_questions()
-    questions = [qs[int(r["id"])]["Question"] for r in rows]
-    answers = [trim_answer(outputs_of(r)[0]) for r in rows]
-    records = [{"id": int(r["id"]), "question": q, "answer": a} for r, q, a in zip(rows, questions, answers)]
+    table = {i: (i, q) for i, q in enumerate(load_questions())}
+    chosen, outputs = pick_examples(rows, "TruthfulQA", [("id", as_int, table)], single=True)
+    questions = [q["Question"] for _, q in chosen]
+    answers = [trim_answer(o[0]) for o in outputs]
+    records = [{"id": i, "question": q, "answer": a} for (i, _), q, a in zip(chosen, questions, answers)]
     judges = {"truth": truth_judge, "info": info_judge}
     metrics, skipped = _judged(questions, answers, judges, records)
     return result("truthfulqa", metrics, records, skipped=skipped)
@@ -129,7 +134,7 @@ def score_responses(rows, truth_judge=None, info_judge=None):
 def run(lm, limit=None, metrics=("mc", "truth", "info"), truth_judge=None, info_judge=None, max_new_tokens=50):
     out, records, skipped = {}, [], []
     if "mc" in metrics:
-        for i, r in enumerate(load_mc()[:limit]):
+        for i, r in stratified(list(enumerate(load_mc())), limit):  # mc_task.json has no categories
             ctx = lm.chat(*build_prompt(r["question"]))
             answers = list(dict.fromkeys(list(r["mc1_targets"]) + list(r["mc2_targets"])))
             records.append({"id": f"mc/{i}", "question": r["question"], "_ctx": ctx, "_answers": answers, **r})
@@ -140,11 +145,11 @@ def run(lm, limit=None, metrics=("mc", "truth", "info"), truth_judge=None, info_
             rec["mc1"], rec["mc2"], rec["lls"] = mc1(ll, rec["mc1_targets"]), mc2(ll, rec["mc2_targets"]), ll
         out.update(MC1=mean(r["mc1"] for r in records), MC2=mean(r["mc2"] for r in records))
     if "truth" in metrics or "info" in metrics:
-        qs = load_questions()[:limit]
-        prompts = [lm.chat(*build_prompt(q["Question"])) for q in qs]
-        gens = lm.generate(prompts, max_new_tokens, temperature=0.0)
+        chosen = stratified(list(enumerate(load_questions())), limit, key=lambda iq: iq[1].get("Category"))
+        qs = [q for _, q in chosen]
+        gens = lm.generate([lm.chat(*build_prompt(q["Question"])) for q in qs], max_new_tokens, temperature=0.0)
         answers = [trim_answer(g[0]) for g in gens]
-        gen_records = [{"id": i, "question": q["Question"], "answer": a} for i, (q, a) in enumerate(zip(qs, answers))]
+        gen_records = [{"id": i, "question": q["Question"], "answer": a} for (i, q), a in zip(chosen, answers)]
         judges = {k: j for k, j in (("truth", truth_judge), ("info", info_judge)) if k in metrics}
         m, skipped = _judged([q["Question"] for q in qs], answers, judges, gen_records)
         out.update(m)

@@ -36,14 +36,13 @@ def run(lm, world, categories=CATEGORIES, limit=None, max_new_tokens=96, tempera
 
 
 def score_responses(rows, world):
-    """--responses path: rows {"id", "output"} (ids of the world's eval sets) -> metrics as `run` gives."""
+    """--responses path: rows {"id", "output"} (ids of the world's eval sets, each once) -> metrics as `run` gives."""
+    from nanopref.evals import as_str, pick_examples
     by_id = {ex["id"]: ex for c in CATEGORIES for ex in world["eval"][c]}
+    examples, outputs = pick_examples(rows, "world eval", [("id", as_str, by_id)], single=True)
     per = {}
-    for i, r in enumerate(rows, 1):
-        if r.get("id") not in by_id:
-            raise ValueError(f"responses row {i}: id {r.get('id')!r} is not in the world's eval sets")
-        ex = by_id[r["id"]]
-        per.setdefault(ex["category"], []).append(score(ex, r["output"], world["kb"]))
+    for ex, (out,) in zip(examples, outputs):
+        per.setdefault(ex["category"], []).append(score(ex, out, world["kb"]))
     metrics = {}
     for c, s in per.items():
         m, se = mean_se(s)
