@@ -1,4 +1,4 @@
-"""nanopref.sandbox: normal programs run; hostile ones are contained, reported as failures, and a batch of
+"""nanopref.evals.sandbox: normal programs run; hostile ones are contained, reported as failures, and a batch of
 them finishes in bounded time. Containment is asserted with the default layers (guard on) everywhere, and with
 the Python guard off where the kernel layers exist (otherwise those cases skip, naming the missing layer)."""
 import os
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from nanopref import sandbox
+from nanopref.evals import sandbox
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The child side of nanopref.sandbox, run as `python -S -s -B -P sandbox_child.py --child ...` in the sandbox
+"""The child side of nanopref.evals.sandbox, run as `python -S -s -B -P sandbox_child.py --child ...` in the sandbox
 directory: it puts up the layers described in sandbox.py (rlimits, namespaces, landlock, no capabilities, the
 Python guard), reports which held on an inherited pipe, then runs main.py. Stdlib only, and few imports, because
 it starts once per program."""
