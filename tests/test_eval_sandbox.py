@@ -1,8 +1,11 @@
 """nanopref.evals.sandbox: normal programs run; hostile ones are contained, reported as failures, and a batch of
 them finishes in bounded time. Containment is asserted with the default layers (guard on) everywhere, and with
 the Python guard off where the kernel layers exist (otherwise those cases skip, naming the missing layer)."""
+import errno
 import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 
@@ -133,3 +136,92 @@ def test_guard_blocks_obvious_calls_but_not_normal_code():
     assert r["status"] == "error" and "ImportError" in r["stderr"] or "ModuleNotFoundError" in r["stderr"]
     r = sandbox.run("import math, re, collections, itertools, heapq\nprint(math.comb(5, 2))")
     assert r["stdout"] == "10\n"
+
+
+# -----------------------------------------------------------------------------
+# a program running as root (guard off) must not touch what lies outside its directory
+
+
+@pytest.fixture
+def outside():
+    """A root-owned directory that every uid may traverse (mode 0755, like /etc), outside any sandbox."""
+    d = tempfile.mkdtemp(prefix="nanopref_outside_")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _need(caps, *layers):
+    if not any(caps.get(layer) for layer in layers):
+        pytest.skip(f"none of the layers {layers} holds on this machine: {caps['notes']}")
+
+
+def test_runs_as_an_unprivileged_identity(caps):
+    _need(caps, "identity")
+    r = sandbox.run("import os\nprint(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())", guard=False)
+    uid, euid, gid, groups = r["stdout"].split(" ", 3)
+    assert r["status"] == "ok" and uid == euid != "0" and gid != "0" and groups.strip() == "[]", r
+
+
+def test_metadata_of_outside_files_unchanged(caps, outside):
+    _need(caps, "identity", "seccomp")
+    victim = os.path.join(outside, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("keep me")
+    os.chmod(victim, 0o644)
+    try:
+        os.setxattr(victim, "user.keep", b"1")
+    except OSError as e:
+        pytest.skip(f"{outside} has no user extended attributes ({e})")
+    before = os.stat(victim)
+    attempts = {  # each prints its name if the call succeeded
+        "chmod": "os.chmod(v, 0o777)",
+        "fchmod": "os.fchmod(os.open(v, os.O_RDONLY), 0o777)",
+        "chown": "os.chown(v, 1234, 1234)",
+        "utime": "os.utime(v, (0, 0))",
+        "touch": "os.utime(v)",
+        "setxattr": "os.setxattr(v, 'user.evil', b'1')",
+        "removexattr": "os.removexattr(v, 'user.keep')",
+        "chattr": "import fcntl, struct\nfcntl.ioctl(os.open(v, os.O_RDONLY), 0x40086602, struct.pack('l', 0x40))",
+    }
+    code = f"import os\nv = {victim!r}\n" + "".join(
+        f"try:\n    {c.replace(chr(10), chr(10) + '    ')}\n    print({n!r})\nexcept OSError:\n    pass\n"
+        for n, c in attempts.items())
+    r = sandbox.run(code, guard=False)
+    assert r["status"] == "ok" and r["stdout"] == "", r  # no call succeeded
+    after = os.stat(victim)
+    for field in ("st_mode", "st_uid", "st_gid", "st_mtime_ns", "st_ctime_ns"):  # ctime moves on any change
+        assert getattr(after, field) == getattr(before, field), field
+    assert os.listxattr(victim) == ["user.keep"]
+    with open(victim) as f:
+        assert f.read() == "keep me"
+
+
+def test_unix_socket_outside_unreachable(caps, outside):
+    _need(caps, "seccomp")  # the socket is world-writable, as many system sockets are: the uid alone does not stop it
+    path = os.path.join(outside, "listener.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    os.chmod(path, 0o777)
+    srv.listen(4)
+    srv.setblocking(False)
+    code = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\ns.sendall(b'hi')\nprint('connected')"
+    r = sandbox.run(code, guard=False)
+    with pytest.raises(BlockingIOError):
+        srv.accept()  # no connection ever reached the listener
+    srv.close()
+    assert r["status"] == "error" and "connected" not in r["stdout"], r
+
+
+def test_disk_fill_is_bounded(caps):
+    _need(caps, "disk_bound")
+    code = ("import os\nchunk = b'x' * (1 << 20)\ntotal, full = 0, None\ntry:\n    for i in range(2048):\n"
+            "        with open(f'big{i}', 'wb') as f:\n            f.write(chunk)\n        total += len(chunk)\n"
+            "except OSError as e:\n    full = e.errno\nn, out = 0, None\ntry:\n    for i in range(100000):\n"
+            "        open(f'e{i}', 'w').close()\n        n += 1\nexcept OSError as e:\n    out = e.errno\n"
+            "print(total, full or 0, n, out or 0)")
+    r = sandbox.run(code, guard=False, timeout=60, disk_mb=16)
+    total, full, n, out = map(int, r["stdout"].split())
+    assert r["status"] == "ok", r
+    assert total <= 16 << 20 and full == errno.ENOSPC  # 2 GiB asked for, 16 MiB got
+    assert n < 10000 and out == errno.ENOSPC  # the file count is bounded too

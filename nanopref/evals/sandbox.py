@@ -54,8 +54,9 @@ _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child
 
 
 def run(code, timeout=10.0, memory_mb=2048, files=None, max_output=1 << 20, nproc=32, guard=True,
-        cpu_s=None):
-    """Run one program (source text) in a sandbox. `files` = {name: text} written next to it.
+        cpu_s=None, disk_mb=64):
+    """Run one program (source text) in a sandbox. `files` = {name: text} written next to it; the program may
+    write `disk_mb` MiB (and 4096 files) beside them.
 
     Returns {'status': 'ok'|'error'|'timeout'|'killed', 'returncode', 'stdout', 'stderr', 'wall_s',
     'layers': {layer: bool}, 'notes': [str], 'workdir'}. 'error' = non-zero exit (e.g. an uncaught
@@ -75,7 +76,7 @@ def run(code, timeout=10.0, memory_mb=2048, files=None, max_output=1 << 20, npro
                 f.write(text)
         # the child's config travels as plain argv words: parsing JSON there would cost an `import re`
         cfg = [workdir, memory_mb, cpu_s or max(1, int(timeout + 1)), max(max_output, 16 << 20), nproc, int(guard),
-               report_w, os.pathsep.join(_site_dirs()), cgroup or "-"]
+               report_w, os.pathsep.join(_site_dirs()), cgroup or "-", disk_mb]
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
                "PYTHONHASHSEED": "0",  # same string hashing in every run: set iteration order is reproducible
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

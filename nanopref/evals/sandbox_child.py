@@ -1,16 +1,34 @@
-"""The child side of nanopref.evals.sandbox, run as `python -S -s -B -P sandbox_child.py --child ...` in the sandbox
-directory: it puts up the layers described in sandbox.py (rlimits, namespaces, landlock, no capabilities, the
-Python guard), reports which held on an inherited pipe, then runs main.py. Stdlib only, and few imports, because
-it starts once per program."""
+"""The child side of nanopref.evals.sandbox, run as `python -S -s -B -P sandbox_child.py --child ...` in the
+sandbox directory: it puts up the layers described in sandbox.py (namespaces, a size-bounded directory, an unused
+uid, rlimits, landlock, seccomp, no capabilities, the Python guard), reports which held on an inherited pipe, then
+runs main.py. Stdlib only, and few imports, because it starts once per program."""
 import os
 import resource
 import signal
 import sys
 
-CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = (0x20000, 0x8000000, 0x10000000, 0x20000000,
+                                                                   0x40000000)
+PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 22, 38
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446  # same on all arches
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+ID_BASE = 0x80000000  # uid = gid = ID_BASE + the child's PID: above every range that accounts are drawn from
+MAX_FILES = 4096  # inodes of the sandbox directory's tmpfs
+# seccomp: calls that change a file's metadata (landlock has no right for them, and the owner may make them on
+# their own files) fail with EPERM, as does io_uring (its requests would bypass this filter)
+SECCOMP = {
+    # chmod fchmod chown fchown lchown utime setxattr lsetxattr fsetxattr removexattr lremovexattr fremovexattr
+    # utimes fchownat futimesat fchmodat utimensat
+    "x86_64": dict(arch=0xC000003E, socket=41, ioctl=16,
+                   deny=[90, 91, 92, 93, 94, 132, 188, 189, 190, 197, 198, 199, 235, 260, 261, 268, 280]),
+    # setxattr lsetxattr fsetxattr removexattr lremovexattr fremovexattr fchmod fchmodat fchownat fchown utimensat
+    "aarch64": dict(arch=0xC00000B7, socket=198, ioctl=29, deny=[5, 6, 7, 14, 15, 16, 52, 53, 54, 55, 88]),
+}
+SECCOMP_BOTH = [425, 426, 427, 452, 463, 466, 469]  # io_uring_*, fchmodat2, setxattrat, removexattrat, file_setattr
+# (syscall, argument, value) also denied: AF_UNIX sockets (no connect to pathname sockets outside), and the
+# FS_IOC_SETFLAGS / FS_IOC_FSSETXATTR ioctls (chattr)
+SECCOMP_ARGS = [("socket", 0, 1), ("ioctl", 1, 0x40086602), ("ioctl", 1, 0x401C5820)]
 
 
 def _libc():
@@ -33,9 +51,91 @@ def _unshare(flags):
     _check(libc.unshare(flags), "unshare")
 
 
-def _prctl(option, arg):
+def _prctl(option, arg, arg3=0):
     ctypes, libc = _libc()
-    _check(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl")
+    _check(libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0), "prctl")
+
+
+def _mount(source, target, fstype, flags, data=None):
+    ctypes, libc = _libc()
+    enc = lambda x: x.encode() if x else None  # noqa: E731
+    _check(libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _map_own_ids(uid, gid):
+    """In a fresh user namespace, map our own uid and gid to themselves (all an unprivileged process may map)."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
+def _expose(paths):
+    """Make `paths` reachable by every uid in our private mount namespace: a directory above them that others may
+    not enter (e.g. /root, 0700, when python lives below it) is covered by a world-traversable tmpfs into which
+    the paths themselves are bind-mounted. Nothing else of that directory stays visible. Returns the covered ones."""
+    paths = sorted(set(paths))
+    paths = [p for p in paths if not any(p.startswith(q + "/") for q in paths)]  # outermost only
+    tops = {}
+    for p in paths:
+        parts = p.split("/")
+        for i in range(2, len(parts)):  # /a, /a/b, ... above p
+            top = "/".join(parts[:i])
+            if not os.stat(top).st_mode & 0o001:  # no search permission for others
+                tops.setdefault(top, []).append(p)
+                break
+    for top, inner in tops.items():
+        fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in inner]  # opened before the tmpfs hides them
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+        for p, fd in zip(inner, fds):
+            os.makedirs(p, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
+            os.close(fd)
+    return sorted(tops)
+
+
+def _unused_identity(workdir, need):
+    """(uid, gid, covered) of an unused identity, unique to this sandbox, that can still enter the sandbox
+    directory's parent and read the interpreter's directories `need` (after _expose); raises OSError if none."""
+    import grp
+    import pwd
+    ident = ID_BASE + os.getpid()
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(ident)
+            raise OSError(f"id {ident} belongs to an account")
+        except KeyError:
+            pass
+    covered = _expose(need + [workdir])
+    pid = os.fork()  # a probe takes the identity and checks what it can reach
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(ident, ident, ident)
+            os.setresuid(ident, ident, ident)
+            ok = os.access(os.path.dirname(workdir), os.X_OK) and all(os.access(p, os.R_OK | os.X_OK) for p in need)
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    if os.waitpid(pid, 0)[1]:
+        raise OSError(f"uid {ident} could not take the identity or read {need}")
+    return ident, ident, covered
+
+
+def _bound_workdir(workdir, disk_mb, owner):
+    """Replace the sandbox directory by a tmpfs of `disk_mb` MiB (plus room for the files already there) and
+    MAX_FILES inodes, owned by `owner`, holding copies of those files."""
+    saved = {}
+    for name in os.listdir(workdir):
+        with open(os.path.join(workdir, name), "rb") as f:
+            saved[name] = f.read()
+    size = (disk_mb << 20) + sum(len(b) + 8192 for b in saved.values())  # per file: its pages, rounded up
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={size},nr_inodes={MAX_FILES},mode=700,uid={owner[0]},gid={owner[1]}")
+    os.chdir(workdir)  # the old cwd is the directory now hidden below the mount
+    for name, data in saved.items():
+        with open(name, "wb") as f:
+            f.write(data)
+        os.chown(name, *owner)
 
 
 def _drop_capabilities():
@@ -82,6 +182,27 @@ def _landlock(workdir):
     return abi
 
 
+def _seccomp():
+    """Install the SECCOMP filter: a classic BPF program over (arch, syscall number, arguments)."""
+    import struct
+    ctypes, _ = _libc()
+    t = SECCOMP[os.uname().machine]
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    allow, eperm, kill = 0x7FFF0000, 0x00050000 | 1, 0x80000000
+    nr, arch = 0, 4  # offsets in struct seccomp_data; args[i] at 16 + 8 i (its low 32 bits: little-endian)
+    prog = [(ld, 0, 0, arch), (jeq, 1, 0, t["arch"]), (ret, 0, 0, kill),  # another ABI's numbers (int 0x80): kill
+            (ld, 0, 0, nr), (jge, 0, 1, 0x40000000), (ret, 0, 0, eperm)]  # x32 calls
+    for n in t["deny"] + SECCOMP_BOTH:
+        prog += [(jeq, 0, 1, n), (ret, 0, 0, eperm)]  # (code, jump if true, jump if false, k)
+    for name, i, value in SECCOMP_ARGS:
+        prog += [(ld, 0, 0, nr), (jeq, 0, 3, t[name]), (ld, 0, 0, 16 + 8 * i), (jeq, 0, 1, value), (ret, 0, 0, eperm)]
+    prog.append((ret, 0, 0, allow))
+    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *ins) for ins in prog))
+    fprog = struct.pack("=HxxxxxxQ", len(prog), ctypes.addressof(code))  # struct sock_fprog
+    fprog_buf = ctypes.create_string_buffer(fprog, len(fprog))
+    _prctl(PR_SET_SECCOMP, 2, ctypes.addressof(fprog_buf))  # SECCOMP_MODE_FILTER; needs no_new_privs (landlock set it)
+
+
 def _count_tasks(uid):
     """Tasks (threads) the kernel charges to `uid` now: RLIMIT_NPROC is compared with this count."""
     n = 0
@@ -118,7 +239,7 @@ def _python_guard():
     builtins.help = None
 
 
-def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_dirs, cgroup):
+def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_dirs, cgroup, disk_mb):
     layers, notes = {}, []
     # If the evaluator dies (even by SIGKILL), so do we, and with us the PID namespace made below.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -130,6 +251,55 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
             layers["pids_cgroup"] = True
         except OSError as e:
             notes.append(f"could not join the pids cgroup ({e})")
+    layers["session"] = os.getsid(0) == os.getpid()
+    uid, gid = os.getuid(), os.getgid()
+    os.umask(0o022)  # while the directories _expose makes must be world-readable
+
+    # namespaces: root makes mount, net and IPC namespaces directly (the program later drops to an unused uid);
+    # others, or root without CAP_SYS_ADMIN (a container), inside a new user namespace that maps their own ids
+    ns, userns = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC, None
+    for flags in ([ns, ns | CLONE_NEWUSER] if uid == 0 else [ns | CLONE_NEWUSER]):
+        try:
+            _unshare(flags)
+            userns = bool(flags & CLONE_NEWUSER)
+            break
+        except OSError as e:
+            error = e
+    layers["namespaces"] = userns is not None
+    if userns:
+        _map_own_ids(uid, gid)
+    if not layers["namespaces"]:
+        notes.append(f"namespaces unavailable ({error}); no network/PID isolation, no bounded directory, no new uid")
+
+    identity, owner = None, (uid, gid)
+    layers["identity"] = layers["disk_bound"] = False
+    if layers["namespaces"]:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted below reaches the evaluator's namespace
+        if uid != 0:
+            notes.append(f"not root: the program keeps the evaluator's uid {uid} (seccomp guards its files)")
+        elif userns:
+            notes.append("root without CAP_SYS_ADMIN: the program keeps uid 0 without capabilities")
+        else:
+            try:
+                need = [p for p in sys.path + site_dirs.split(os.pathsep) if p and os.path.isdir(p)]
+                *identity, covered = _unused_identity(workdir, need)
+                owner = identity
+                if covered:
+                    notes.append(f"{covered} hidden, but for the interpreter's directories, so that uid {owner[0]} "
+                                 "can read them")
+            except OSError as e:
+                notes.append(f"could not drop to an unused uid ({e}): the program keeps uid 0 without capabilities")
+        try:
+            _bound_workdir(workdir, disk_mb, owner)
+            layers["disk_bound"] = True
+        except OSError as e:
+            notes.append(f"could not mount a bounded tmpfs on the sandbox directory ({e}): only RLIMIT_FSIZE "
+                         "(per file) bounds what the program writes")
+        try:
+            _unshare(CLONE_NEWPID)
+        except OSError as e:
+            layers["namespaces"] = False
+            notes.append(f"no PID namespace ({e})")
     os.umask(0o077)
     mem = memory_mb << 20
     for lim, soft, hard in [(resource.RLIMIT_AS, mem, mem), (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
@@ -137,16 +307,7 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
                             (resource.RLIMIT_CORE, 0, 0)]:
         resource.setrlimit(lim, (soft, hard))
     layers["rlimits"] = True
-    layers["session"] = os.getsid(0) == os.getpid()
-    uid = os.getuid()
 
-    # namespaces: new user ns first (unprivileged), with net, PID and IPC in the same call
-    try:
-        _unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC)
-        layers["namespaces"] = True
-    except OSError as e:
-        layers["namespaces"] = False
-        notes.append(f"namespaces unavailable ({e}); no network/PID isolation, relying on rlimits and landlock")
     if layers["namespaces"]:
         # A new PID namespace applies to children only: fork, and let the child (PID 1 inside) run the program.
         # This outer process just relays the exit status; it is in the same process group, so the parent's
@@ -157,25 +318,26 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
             os.close(report_fd)
             _, status = os.waitpid(pid, 0)
             os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if identity:  # no account, no file outside, no supplementary groups; every capability goes with uid 0
+        os.setgroups([])
+        os.setresgid(identity[1], identity[1], identity[1])
+        os.setresuid(identity[0], identity[0], identity[0])
+        layers["identity"] = True
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a change of uid (and the fork) cleared it
 
-    # RLIMIT_NPROC: inside a fresh user namespace it counts only our tasks; otherwise all of this uid's tasks
-    base = 0 if layers["namespaces"] else _count_tasks(uid)
+    # RLIMIT_NPROC counts the tasks of our (real) uid: an unused uid's or, in a user namespace, only ours; the
+    # kernel never applies it to uid 0 (the pids cgroup then caps the tasks)
+    base = 0 if layers["identity"] or userns else _count_tasks(os.getuid())
     resource.setrlimit(resource.RLIMIT_NPROC, (base + nproc, base + nproc))
-    if uid == 0 and not layers["pids_cgroup"]:
+    if os.getuid() == 0 and not layers["pids_cgroup"]:
         notes.append("running as root without a pids cgroup: the kernel does not apply RLIMIT_NPROC to uid 0, "
                      "so only the Python guard and the timeout stop a fork bomb")
-
-    # privileges
-    if uid == 0 and not layers["namespaces"]:
-        try:
-            _drop_capabilities()
-            layers["no_capabilities"] = True
-        except (OSError, KeyError) as e:
-            layers["no_capabilities"] = False
-            notes.append(f"could not drop capabilities ({e})")
-    else:
-        layers["no_capabilities"] = True  # not root, or root whose capabilities stayed in the parent namespace
+    try:  # empties what uid 0, or the creator of a user namespace, still holds; no_new_privs keeps it empty
+        _drop_capabilities()
+        layers["no_capabilities"] = True
+    except (OSError, KeyError) as e:
+        layers["no_capabilities"] = False
+        notes.append(f"could not drop capabilities ({e})")
 
     try:
         abi = _landlock(workdir)
@@ -188,10 +350,14 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
         layers["landlock"] = False
         notes.append(f"landlock unavailable ({e}): writes outside the sandbox dir are stopped only by "
                      "file permissions and the Python guard")
-        try:
-            _prctl(PR_SET_NO_NEW_PRIVS, 1)
-        except OSError:
-            pass
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    try:
+        _seccomp()
+        layers["seccomp"] = True
+    except (OSError, KeyError) as e:
+        layers["seccomp"] = False
+        notes.append(f"no seccomp filter ({e!r}): chmod/utime/xattr calls and unix sockets are stopped only by "
+                     "the uid")
     layers["guard"] = bool(guard)
     report = "layers " + " ".join(f"{k}={int(v)}" for k, v in layers.items()) + "\n"
     os.write(report_fd, (report + "".join(f"note: {n}\n" for n in notes)).encode())
@@ -209,6 +375,6 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
     exec(code, {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__})
 
 
-if __name__ == "__main__" and len(sys.argv) == 11 and sys.argv[1] == "--child":
-    _w, *_ints, _sites, _cgroup = sys.argv[2:]
-    _child_main(_w, *map(int, _ints), _sites, _cgroup)
+if __name__ == "__main__" and len(sys.argv) == 12 and sys.argv[1] == "--child":
+    _w, *_ints, _sites, _cgroup, _disk = sys.argv[2:]
+    _child_main(_w, *map(int, _ints), _sites, _cgroup, int(_disk))
