@@ -56,17 +56,32 @@ def _prctl(option, arg, arg3=0):
     _check(libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0), "prctl")
 
 
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def _mount(source, target, fstype, flags, data=None):
     ctypes, libc = _libc()
     enc = lambda x: x.encode() if x else None  # noqa: E731
     _check(libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
 
 
-def _map_own_ids(uid, gid):
-    """In a fresh user namespace, map our own uid and gid to themselves (all an unprivileged process may map)."""
+def _namespaces(uid, gid):
+    """unshare(2) mount, net and IPC namespaces: directly as root (the program later drops to an unused uid);
+    otherwise, or as root without CAP_SYS_ADMIN (a container), inside a new user namespace that maps our own uid
+    and gid to themselves (all an unprivileged process may map). Returns whether a user namespace was made."""
+    ns = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
+    if uid == 0:
+        try:
+            _unshare(ns)
+            return False
+        except OSError:
+            pass
+    _unshare(ns | CLONE_NEWUSER)
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as f:
-            f.write(text)
+        _write(f"/proc/self/{name}", text)
+    return True
 
 
 def _expose(paths):
@@ -93,11 +108,13 @@ def _expose(paths):
     return sorted(tops)
 
 
-def _unused_identity(workdir, need):
+def _unused_identity(workdir, site_dirs):
     """(uid, gid, covered) of an unused identity, unique to this sandbox, that can still enter the sandbox
-    directory's parent and read the interpreter's directories `need` (after _expose); raises OSError if none."""
+    directory's parent and read the interpreter's directories (after _expose); raises OSError if there is none."""
     import grp
     import pwd
+    need = [p for p in sys.path + site_dirs + [sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)]
+            if p and os.path.isdir(p)]
     ident = ID_BASE + os.getpid()
     for lookup in (pwd.getpwuid, grp.getgrgid):
         try:
@@ -241,65 +258,41 @@ def _python_guard():
 
 def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_dirs, cgroup, disk_mb):
     layers, notes = {}, []
+
+    def layer(name, fn, *args, why=""):  # run one layer's setup; record whether it held, and why not
+        try:
+            out = fn(*args)
+            layers[name] = True
+            return out
+        except (OSError, KeyError) as e:
+            layers[name] = False
+            notes.append(f"{name}: {e!r}{why}")
+
     # If the evaluator dies (even by SIGKILL), so do we, and with us the PID namespace made below.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    layers["pids_cgroup"] = False
-    if cgroup != "-":  # join it first: every task this program makes is counted against pids.max
-        try:
-            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
-            layers["pids_cgroup"] = True
-        except OSError as e:
-            notes.append(f"could not join the pids cgroup ({e})")
+    layers["pids_cgroup"] = False  # join it first: every task this program makes is counted against pids.max
+    if cgroup != "-":
+        layer("pids_cgroup", _write, os.path.join(cgroup, "cgroup.procs"), str(os.getpid()))
     layers["session"] = os.getsid(0) == os.getpid()
     uid, gid = os.getuid(), os.getgid()
     os.umask(0o022)  # while the directories _expose makes must be world-readable
 
-    # namespaces: root makes mount, net and IPC namespaces directly (the program later drops to an unused uid);
-    # others, or root without CAP_SYS_ADMIN (a container), inside a new user namespace that maps their own ids
-    ns, userns = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC, None
-    for flags in ([ns, ns | CLONE_NEWUSER] if uid == 0 else [ns | CLONE_NEWUSER]):
-        try:
-            _unshare(flags)
-            userns = bool(flags & CLONE_NEWUSER)
-            break
-        except OSError as e:
-            error = e
-    layers["namespaces"] = userns is not None
-    if userns:
-        _map_own_ids(uid, gid)
-    if not layers["namespaces"]:
-        notes.append(f"namespaces unavailable ({error}); no network/PID isolation, no bounded directory, no new uid")
-
+    userns = layer("namespaces", _namespaces, uid, gid, why=": no network/PID isolation, bounded directory or uid")
     identity, owner = None, (uid, gid)
     layers["identity"] = layers["disk_bound"] = False
     if layers["namespaces"]:
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted below reaches the evaluator's namespace
-        if uid != 0:
-            notes.append(f"not root: the program keeps the evaluator's uid {uid} (seccomp guards its files)")
-        elif userns:
-            notes.append("root without CAP_SYS_ADMIN: the program keeps uid 0 without capabilities")
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # must hold: no mount below may reach the evaluator's namespace
+        if uid == 0 and not userns:
+            identity = layer("identity", _unused_identity, workdir, site_dirs.split(os.pathsep),
+                             why=": the program keeps uid 0, without capabilities")
         else:
-            try:
-                need = [p for p in sys.path + site_dirs.split(os.pathsep) if p and os.path.isdir(p)]
-                *identity, covered = _unused_identity(workdir, need)
-                owner = identity
-                if covered:
-                    notes.append(f"{covered} hidden, but for the interpreter's directories, so that uid {owner[0]} "
-                                 "can read them")
-            except OSError as e:
-                notes.append(f"could not drop to an unused uid ({e}): the program keeps uid 0 without capabilities")
-        try:
-            _bound_workdir(workdir, disk_mb, owner)
-            layers["disk_bound"] = True
-        except OSError as e:
-            notes.append(f"could not mount a bounded tmpfs on the sandbox directory ({e}): only RLIMIT_FSIZE "
-                         "(per file) bounds what the program writes")
-        try:
-            _unshare(CLONE_NEWPID)
-        except OSError as e:
-            layers["namespaces"] = False
-            notes.append(f"no PID namespace ({e})")
+            notes.append(f"identity: the program keeps the evaluator's uid {uid}, without capabilities")
+        owner = identity[:2] if identity else owner
+        if identity and identity[2]:
+            notes.append(f"{identity[2]} hidden but for the interpreter's directories, so that uid {owner[0]} can "
+                         "read them")
+        layer("disk_bound", _bound_workdir, workdir, disk_mb, owner, why=": only RLIMIT_FSIZE (per file) bounds writes")
+        layer("namespaces", _unshare, CLONE_NEWPID, why=": no PID namespace")
     os.umask(0o077)
     mem = memory_mb << 20
     for lim, soft, hard in [(resource.RLIMIT_AS, mem, mem), (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
@@ -320,44 +313,27 @@ def _child_main(workdir, memory_mb, cpu_s, fsize, nproc, guard, report_fd, site_
             os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     if identity:  # no account, no file outside, no supplementary groups; every capability goes with uid 0
         os.setgroups([])
-        os.setresgid(identity[1], identity[1], identity[1])
-        os.setresuid(identity[0], identity[0], identity[0])
-        layers["identity"] = True
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a change of uid (and the fork) cleared it
+        os.setresgid(owner[1], owner[1], owner[1])
+        os.setresuid(owner[0], owner[0], owner[0])
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: the fork and the change of uid cleared it
 
-    # RLIMIT_NPROC counts the tasks of our (real) uid: an unused uid's or, in a user namespace, only ours; the
-    # kernel never applies it to uid 0 (the pids cgroup then caps the tasks)
-    base = 0 if layers["identity"] or userns else _count_tasks(os.getuid())
+    # RLIMIT_NPROC counts the tasks of our real uid (an unused one, or ours in our user namespace); the kernel
+    # never applies it to uid 0, where the pids cgroup caps the tasks instead
+    base = 0 if identity or userns else _count_tasks(os.getuid())
     resource.setrlimit(resource.RLIMIT_NPROC, (base + nproc, base + nproc))
     if os.getuid() == 0 and not layers["pids_cgroup"]:
         notes.append("running as root without a pids cgroup: the kernel does not apply RLIMIT_NPROC to uid 0, "
                      "so only the Python guard and the timeout stop a fork bomb")
-    try:  # empties what uid 0, or the creator of a user namespace, still holds; no_new_privs keeps it empty
-        _drop_capabilities()
-        layers["no_capabilities"] = True
-    except (OSError, KeyError) as e:
-        layers["no_capabilities"] = False
-        notes.append(f"could not drop capabilities ({e})")
-
-    try:
-        abi = _landlock(workdir)
-        layers["landlock"] = True
-        if abi < 4:
-            notes.append(f"landlock ABI {abi}: no TCP restriction (network namespace still applies)")
-        if abi < 6:
-            notes.append(f"landlock ABI {abi}: signals not scoped (PID namespace still applies)")
-    except OSError as e:
-        layers["landlock"] = False
-        notes.append(f"landlock unavailable ({e}): writes outside the sandbox dir are stopped only by "
-                     "file permissions and the Python guard")
+    # empty what uid 0, or the creator of a user namespace, still holds; no_new_privs (below) keeps it empty
+    layer("no_capabilities", _drop_capabilities)
+    abi = layer("landlock", _landlock, workdir, why=": writes outside are stopped only by file permissions and "
+                "the guard")
+    if not abi:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    try:
-        _seccomp()
-        layers["seccomp"] = True
-    except (OSError, KeyError) as e:
-        layers["seccomp"] = False
-        notes.append(f"no seccomp filter ({e!r}): chmod/utime/xattr calls and unix sockets are stopped only by "
-                     "the uid")
+    elif abi < 6:
+        notes.append(f"landlock ABI {abi}: no TCP restriction before 4, no scoped signals before 6 (the network "
+                     "and PID namespaces still apply)")
+    layer("seccomp", _seccomp, why=": chmod/utime/xattr calls and unix sockets are stopped only by the uid")
     layers["guard"] = bool(guard)
     report = "layers " + " ".join(f"{k}={int(v)}" for k, v in layers.items()) + "\n"
     os.write(report_fd, (report + "".join(f"note: {n}\n" for n in notes)).encode())
