@@ -159,11 +159,17 @@ def _need(caps, *layers):
         pytest.skip(f"none of the layers {layers} holds on this machine: {caps['notes']}")
 
 
-def test_runs_as_an_unprivileged_identity(caps):
+def test_runs_as_an_unprivileged_identity(caps, outside):
     _need(caps, "identity")
-    r = sandbox.run("import os\nprint(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())", guard=False)
+    secret = os.path.join(outside, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("root only")
+    os.chmod(secret, 0o600)
+    code = f"import os\nprint(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\nopen({secret!r}).read()"
+    r = sandbox.run(code, guard=False)
     uid, euid, gid, groups = r["stdout"].split(" ", 3)
-    assert r["status"] == "ok" and uid == euid != "0" and gid != "0" and groups.strip() == "[]", r
+    assert uid == euid != "0" and gid != "0" and groups.strip() == "[]", r
+    assert r["status"] == "error" and "PermissionError" in r["stderr"]  # a root-only file stays unreadable
 
 
 def test_metadata_of_outside_files_unchanged(caps, outside):
