@@ -1,4 +1,4 @@
-"""Differential testing of generated functions, evalplus style, on top of nanopref.sandbox.
+"""Differential testing of generated functions, evalplus style, on top of nanopref.evals.sandbox.
 
 evalplus semantics (evalplus/eval/__init__.py, evaluate.py): the expected output of every test input comes
 from running the task's canonical solution (`prompt + canonical_solution`); a candidate passes a test set if,
@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from nanopref import sandbox
+from nanopref.evals import sandbox
 from nanopref.common import OUT_DIR, atomic_write
 
 BIG_OUTPUT = 8192  # size (see _is_big) above which an output is sent as a digest

@@ -4,38 +4,55 @@
     rs = run_many([src1, src2, ...], workers=2)
 
 Each program gets a fresh temporary directory (its cwd, HOME and TMPDIR, deleted afterwards) and runs as
-`python -S -s -B -P sandbox_child.py --child CONFIG` (stdlib only, imports little: start-up costs ~30 ms a
-program).
-Before the program's first line runs, the child puts up these layers (each best effort; `r['layers']`
-says which held and `r['notes']` why one did not):
+`python -S -s -B -P sandbox_child.py --child CONFIG` (stdlib only, imports little: the child spends ~35 ms of CPU
+a program, ~5 ms of it on the uid, tmpfs and seccomp layers). Before the program's first line runs, the child
+puts up these layers (each best effort; `r['layers']` says which held and `r['notes']` why one did not):
 
   1. session: own session and process group (Popen start_new_session); the parent enforces the wall-clock
      timeout, then SIGKILLs the PID namespace's init (see 3) and the whole process group. PR_SET_PDEATHSIG
      kills the sandbox if the evaluator itself dies (its temporary directory then stays behind).
   2. rlimits: RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_FSIZE (every file written, stdout included),
-     RLIMIT_NOFILE, RLIMIT_CORE=0, and RLIMIT_NPROC (set inside the new user namespace, where it counts only
-     this sandbox's tasks). The kernel never applies RLIMIT_NPROC to uid 0, so when the evaluator runs as root
-     a fresh `pids` cgroup (v1, or v2 with the controller delegated) caps the number of tasks instead
-     (layer "pids_cgroup"); a fork bomb then stalls at that cap until the timeout.
-  3. namespaces: unshare(2) into new user + network + PID + IPC namespaces. The new network namespace has no
-     interface up, so nothing can be reached, not even localhost. The program runs as PID 1 of its own PID
-     namespace: it cannot see or signal outside processes, and when it dies (or is killed with its group)
-     the kernel kills everything it forked, even children that called setsid().
-  4. landlock (Linux >= 5.13): creating, writing, deleting, renaming and truncating files is allowed only
+     RLIMIT_NOFILE, RLIMIT_CORE=0, and RLIMIT_NPROC, which counts only this sandbox's tasks (they alone have its
+     uid, see 5, or its user namespace). The kernel never applies RLIMIT_NPROC to uid 0, so when the evaluator
+     runs as root a fresh `pids` cgroup (v1, or v2 with the controller delegated) caps the number of tasks as
+     well (layer "pids_cgroup"); a fork bomb then stalls at the cap until the timeout.
+  3. namespaces: new mount, network, PID and IPC namespaces (made directly as root; otherwise, or as root
+     without CAP_SYS_ADMIN, inside a new user namespace that maps the evaluator's own uid and gid). The new
+     network namespace has no interface up, so nothing can be reached, not even localhost. The program runs as
+     PID 1 of its own PID namespace: it cannot see or signal outside processes, and when it dies (or is killed
+     with its group) the kernel kills everything it forked, even children that called setsid().
+  4. disk_bound: in the private mount namespace the sandbox directory is a tmpfs of `disk_mb` MiB (plus the
+     given files) and 4096 inodes. With landlock (6) allowing writes nowhere else, what a program can put on
+     disk is bounded: that tmpfs (RAM, charged to the evaluator's memory cgroup) and stdout/stderr (RLIMIT_FSIZE).
+  5. identity: as root, the program runs as uid = gid = 2**31 + the child's PID, which no account and no
+     other sandbox uses, with no supplementary groups and no capabilities. It owns nothing outside its
+     directory, so it cannot chmod, chown, utime or set extended attributes or flags on any other file, nor
+     open files or sockets outside that others may not write. If the interpreter lies below a directory that
+     others may not enter (pyenv under /root, 0700), that directory is covered, in the sandbox's mount
+     namespace only, by a tmpfs holding bind mounts of the interpreter's directories alone (a note says so).
+     A probe checks first that the uid can read them; if not, the program keeps uid 0 without capabilities.
+  6. landlock (Linux >= 5.13): creating, writing, deleting, renaming and truncating files is allowed only
      below the sandbox directory (plus writes to /dev/null); TCP bind/connect are denied (ABI >= 4); signals
-     and abstract unix sockets are scoped to the sandbox (ABI >= 6). Reading files is not restricted.
-  5. privileges: no_new_privs always. If the evaluator runs as root the child keeps uid 0 (the interpreter
-     may live under a 0700 /root) but loses every capability: entering a new user namespace without a uid
-     map does that; without namespaces the child empties its capability sets with capset(2).
-  6. guard: a Python-level last layer in the spirit of human-eval's reliability_guard: os.fork/exec/kill/
+     and abstract unix sockets are scoped to the sandbox (ABI >= 6). Landlock (ABI <= 7) has no right for
+     chmod, chown, utime, extended attributes or connecting to pathname unix sockets: 5 and 7 cover those.
+  7. seccomp (x86_64, aarch64): a BPF filter makes chmod, chown, utime(s) and set/remove-xattr (every
+     variant), the chattr ioctls, socket(AF_UNIX), io_uring and x32 calls fail with EPERM, and kills a program
+     that calls through another ABI (int 0x80). So a program keeping uid 0 (or the evaluator's uid) still cannot change the
+     metadata of files it owns outside, nor reach world-writable sockets such as D-Bus's. The price: these
+     calls fail on the program's own files too (shutil.copy's copymode raises PermissionError).
+  8. privileges: no_new_privs always, and the capability sets emptied with capset(2), so that neither uid 0
+     nor the creator of a user namespace keeps any capability, and exec cannot regain one.
+  9. guard: a Python-level last layer in the spirit of human-eval's reliability_guard: os.fork/exec/kill/
      remove/chdir/..., shutil.rmtree/move and the subprocess, socket, multiprocessing and ctypes modules are
      disabled. Easy to get around on purpose; the kernel layers above are what hold. `guard=False` turns it
      off (the tests do, to show the kernel layers alone contain the hostile programs).
 
-Known gaps, stated plainly: reads are not restricted (a program can read any file the evaluator can, but has
-no network to send it anywhere); a program can connect to *pathname* unix sockets its uid may write to
-(landlock does not cover them; a seccomp filter would); as root without a writable pids cgroup,
-nothing but the guard bounds a fork bomb before the timeout (the kernel ignores RLIMIT_NPROC for uid 0).
+Known gaps, stated plainly: a program can read every world-readable file (and, if it keeps the evaluator's
+uid, the evaluator's files), though it has no network and no unix socket to send them through. Memory held in
+pipes, memfds and the tmpfs is not counted by RLIMIT_AS. Without namespaces (no user namespaces for a non-root
+evaluator) there is no bounded directory and no new uid; on another architecture, no seccomp filter; as root
+without a new uid and without a writable pids cgroup, nothing but the guard bounds a fork bomb before the
+timeout. Tested on Linux 6.18, landlock ABI 7, as root, where every layer holds.
 """
 import os
 import shutil
@@ -54,8 +71,9 @@ _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child
 
 
 def run(code, timeout=10.0, memory_mb=2048, files=None, max_output=1 << 20, nproc=32, guard=True,
-        cpu_s=None):
-    """Run one program (source text) in a sandbox. `files` = {name: text} written next to it.
+        cpu_s=None, disk_mb=64):
+    """Run one program (source text) in a sandbox. `files` = {name: text} written next to it; the program may
+    write `disk_mb` MiB (and 4096 files) beside them.
 
     Returns {'status': 'ok'|'error'|'timeout'|'killed', 'returncode', 'stdout', 'stderr', 'wall_s',
     'layers': {layer: bool}, 'notes': [str], 'workdir'}. 'error' = non-zero exit (e.g. an uncaught
@@ -75,7 +93,7 @@ def run(code, timeout=10.0, memory_mb=2048, files=None, max_output=1 << 20, npro
                 f.write(text)
         # the child's config travels as plain argv words: parsing JSON there would cost an `import re`
         cfg = [workdir, memory_mb, cpu_s or max(1, int(timeout + 1)), max(max_output, 16 << 20), nproc, int(guard),
-               report_w, os.pathsep.join(_site_dirs()), cgroup or "-"]
+               report_w, os.pathsep.join(_site_dirs()), cgroup or "-", disk_mb]
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
                "PYTHONHASHSEED": "0",  # same string hashing in every run: set iteration order is reproducible
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
