@@ -38,14 +38,16 @@ def fx(tmp_path_factory):
     """Checkpoints: a policy, a reward model with the same tokenizer, policies with another tokenizer (same and
     other vocabulary size), and broken copies of the policy."""
     d = tmp_path_factory.mktemp("bad")
-    corpus = [f"<|user|>\nWhat is {a} + {b}?\n<|assistant|>\nThe answer is {a + b}." for a in range(20) for b in range(20)]
+    corpus = [f"<|user|>\nWhat is {a} + {b}?\n<|assistant|>\nThe answer is {a + b}." for a in range(20)
+              for b in range(20)]
     tok = Tokenizer(train_tokenizer(corpus, str(d / "tok.model"), vocab_size=300))
     other = [f"<|user|>\nName colour {a} and animal {b}.\n<|assistant|>\nRed cat {a}{b}!" for a in range(20)
              for b in range(20)]
     tok2 = Tokenizer(train_tokenizer(other, str(d / "tok2.model"), vocab_size=300))
     tok3 = Tokenizer(train_tokenizer(other, str(d / "tok3.model"), vocab_size=320))
     torch.manual_seed(0)
-    for name, t, head in (("sft", tok, "lm"), ("rm", tok, "scalar"), ("sft_tok2", tok2, "lm"), ("sft_tok3", tok3, "lm")):
+    for name, t, head in (("sft", tok, "lm"), ("rm", tok, "scalar"), ("sft_tok2", tok2, "lm"),
+                          ("sft_tok3", tok3, "lm")):
         m = Transformer(model_args("test", vocab_size=t.vocab_size, max_seq_len=128, head=head))
         m.init_weights()
         save_model(m, str(d / name), tokenizer=t)
@@ -64,6 +66,10 @@ def fx(tmp_path_factory):
         breaks(d / name)
     os.makedirs(d / "empty")
     shutil.copytree(d / "sft", d / "unfinished" / "ckpt")  # a killed run: ckpt/ but no model/
+    write(d / "eval.jsonl", PAIR_OK, "", "{")  # files that cases name in their args
+    write(d / "latin1.jsonl", raw=b'{"id": 1}\n\n{"output": "caf\xe9"}\n')
+    write(d / "broken.jsonl", {"id": 1}, "", '{"id": 2, ')
+    write(d / "resp.jsonl.gz", *[{"id": i, "output": "x" * 40} for i in range(300)])
     return d
 
 
@@ -84,24 +90,25 @@ def bad3(row, name):
     return lambda d: write(d / name, good, "", row)
 
 
+# each script on the fixture's checkpoints; a case's own args come after these and win (the last --key=value counts)
 SCRIPTS = dict(
-    sft=lambda d, data, init: ["train_sft.py", f"--data={data}", f"--init={init or d / 'sft'}", "--max_len=64",
-                               "--batch_size=2", "--micro_batch=2"],
-    rm=lambda d, data, init: ["train_rm.py", f"--data={data}", f"--sft={init or d / 'sft'}", "--max_len=64",
-                              "--batch_size=2", "--micro_batch=2", "--bon_n=0"],
-    dpo=lambda d, data, init: ["train_dpo.py", f"--data={data}", f"--init={init or d / 'sft'}", "--max_len=64",
-                               "--batch_size=2", "--micro_batch=2", "--eval_pairs=off", f"--ref_cache={d / 'cache'}"],
-    ppo=lambda d, data, init: ["train_ppo.py", f"--prompts={data}", f"--policy={init or d / 'sft'}",
-                               f"--reward={d / 'rm'}", "--max_prompt_len=32", "--max_new_tokens=8", "--batch_size=2",
-                               "--minibatch=2", "--micro_batch=2"],
+    sft=lambda d, data: ["train_sft.py", f"--data={data}", f"--init={d / 'sft'}", "--max_len=64", "--batch_size=2",
+                         "--micro_batch=2"],
+    rm=lambda d, data: ["train_rm.py", f"--data={data}", f"--sft={d / 'sft'}", "--max_len=64", "--batch_size=2",
+                        "--micro_batch=2", "--bon_n=0"],
+    dpo=lambda d, data: ["train_dpo.py", f"--data={data}", f"--init={d / 'sft'}", "--max_len=64", "--batch_size=2",
+                         "--micro_batch=2", "--eval_pairs=off", f"--ref_cache={d / 'cache'}"],
+    ppo=lambda d, data: ["train_ppo.py", f"--prompts={data}", f"--policy={d / 'sft'}", f"--reward={d / 'rm'}",
+                         "--max_prompt_len=32", "--max_new_tokens=8", "--batch_size=2", "--minibatch=2",
+                         "--micro_batch=2"],
 )
-GOOD = dict(sft=lambda d: write(d / "good_sft.jsonl", SFT_OK), rm=lambda d: write(d / "good_prefs.jsonl", PAIR_OK),
-            dpo=lambda d: write(d / "good_prefs.jsonl", PAIR_OK), ppo=lambda d: write(d / "good_prompts.jsonl", PROMPT_OK))
+GOOD = dict(sft=lambda d: write(d / "good.jsonl", SFT_OK), rm=lambda d: write(d / "good.jsonl", PAIR_OK),
+            dpo=lambda d: write(d / "good.jsonl", PAIR_OK), ppo=lambda d: write(d / "good.jsonl", PROMPT_OK))
 pair = lambda c, r, **kw: dict(chosen=c, rejected=r, **kw)  # noqa: E731
 hh = "\n\nHuman: What is 2 + 3?\n\nAssistant: "
 
 # (case id, script, data maker (d -> path) or None for the script's good file, extra args, message fragment)
-# "{d}" in args and fragments is the fixture's directory (the test's own for the files it writes).
+# "{d}" in args and fragments is the fixture's directory.
 CASES = [
     # --- SFT rows
     ("sft-malformed", "sft", bad3('{"messages": [', "sft.jsonl"), [], "sft.jsonl:3: malformed JSON"),
@@ -112,16 +119,19 @@ CASES = [
     ("sft-message-str", "sft", bad3({"messages": ["hi"]}, "sft.jsonl"), [],
      "sft.jsonl:3: field 'messages'[0] must be a {role, content} object"),
     ("sft-role", "sft", bad3({"messages": [dict(role="human", content="q"), dict(role="gpt", content="a")]},
-                             "sft.jsonl"), [], "sft.jsonl:3: field 'messages'[0].role must be system, user or assistant"),
-    ("sft-content-null", "sft", bad3({"messages": [dict(role="user", content="q"), dict(role="assistant", content=None)]},
-                                     "sft.jsonl"), [], "sft.jsonl:3: field 'messages'[1].content must be a string"),
+                             "sft.jsonl"), [],
+     "sft.jsonl:3: field 'messages'[0].role must be system, user or assistant"),
+    ("sft-content-null", "sft", bad3({"messages": [dict(role="user", content="q"),
+                                                   dict(role="assistant", content=None)]}, "sft.jsonl"), [],
+     "sft.jsonl:3: field 'messages'[1].content must be a string"),
     ("sft-ends-user", "sft", bad3({"messages": msgs("q")}, "sft.jsonl"), [],
      "sft.jsonl:3: field 'messages' must end with an assistant message"),
     ("sft-llama2-alternation", "sft", bad3({"messages": [dict(role="user", content="a"), dict(role="user", content="b"),
                                                          dict(role="assistant", content="c")]}, "sft.jsonl"),
      ["--template=llama2"], "sft.jsonl:3: field 'messages': llama2 template: messages must alternate"),
-    ("sft-not-utf8", "sft", lambda d: write(d / "sft.jsonl", raw=json.dumps(SFT_OK).encode() + b'\n\n{"messages": "caf\xe9"}\n'),
-     [], "sft.jsonl:3: not UTF-8 text (byte 0xe9"),
+    ("sft-not-utf8", "sft", lambda d: write(d / "sft.jsonl", raw=json.dumps(SFT_OK).encode() +
+                                            b'\n\n{"messages": "caf\xe9"}\n'), [],
+     "sft.jsonl:3: not UTF-8 text (byte 0xe9"),
     ("sft-truncated-gz", "sft", lambda d: write(d / "sft.jsonl.gz", *[SFT_OK] * 400), [],
      "sft.jsonl.gz: truncated or corrupt gzip data after line"),
     ("sft-not-gz", "sft", lambda d: write(d / "plain.jsonl.gz", raw=b'{"messages": []}\n'), [],
@@ -141,7 +151,8 @@ CASES = [
      "prefs.jsonl:3: field 'chosen' must end with an assistant message"),
     ("rm-no-user-turn", "rm", bad3(pair([dict(role="system", content="s"), dict(role="assistant", content="a")],
                                         [dict(role="system", content="s"), dict(role="assistant", content="b")]),
-                                   "prefs.jsonl"), [], "prefs.jsonl:3: field 'chosen': the response must follow a user"),
+                                   "prefs.jsonl"), [],
+     "prefs.jsonl:3: field 'chosen': the response must follow a user"),
     ("rm-score-nan", "rm", lambda d: write(d / "prefs.jsonl", dict(PAIR_OK, score_chosen=5, score_rejected=1), "",
                                            json.dumps(dict(PAIR_OK, score_chosen=float("nan"), score_rejected=1))),
      ["--loss=regression"], "prefs.jsonl:3: field 'score_chosen' must be a finite number, got float nan"),
@@ -160,8 +171,8 @@ CASES = [
      "prefs.jsonl:3: chosen/rejected must both be message lists or both be strings, got str and list"),
     ("dpo-str-not-hh", "dpo", bad3(pair("a", "b"), "prefs.jsonl"), [],
      "prefs.jsonl:3: field 'chosen' is a string but not an HH-RLHF transcript"),
-    ("dpo-trl-no-prompt", "dpo", bad3(pair([dict(role="assistant", content="a")], [dict(role="assistant", content="b")]),
-                                      "prefs.jsonl"), [],
+    ("dpo-trl-no-prompt", "dpo", bad3(pair([dict(role="assistant", content="a")],
+                                           [dict(role="assistant", content="b")]), "prefs.jsonl"), [],
      "prefs.jsonl:3: missing field 'prompt'"),
     ("dpo-trl-two-messages", "dpo", bad3(pair([dict(role="assistant", content="a")] * 2,
                                               [dict(role="assistant", content="b")], prompt="q"), "prefs.jsonl"), [],
@@ -178,7 +189,7 @@ CASES = [
      "hh.jsonl: no usable pairs: all 1 rows dropped (0 longer than 64 tokens, 1 HH transcripts sharing no prompt)"),
     ("dpo-not-utf8", "dpo", lambda d: write(d / "prefs.jsonl", raw=json.dumps(PAIR_OK).encode() + b"\n\n\xff\xfe\n"),
      [], "prefs.jsonl:3: not UTF-8 text (byte 0xff at column 1)"),
-    ("dpo-eval-malformed", "dpo", None, ["--eval_pairs={d}/eval.jsonl"], "eval.jsonl:3: malformed JSON"),
+    ("dpo-eval-malformed", "dpo", None, ["--eval_pairs={d}/eval.jsonl"], "{d}/eval.jsonl:3: malformed JSON"),
     # --- PPO prompt rows
     ("ppo-no-prompt-field", "ppo", bad3({"question": "q"}, "prompts.jsonl"), [],
      "prompts.jsonl:3: missing field 'messages' or 'prompt'"),
@@ -187,7 +198,8 @@ CASES = [
     ("ppo-messages-end-system", "ppo", bad3({"messages": [dict(role="system", content="s")]}, "prompts.jsonl"), [],
      "prompts.jsonl:3: field 'messages' must end with a user message"),
     ("ppo-two-answers", "ppo", bad3({"messages": msgs("q", "a") + [dict(role="assistant", content="b")]},
-                                    "prompts.jsonl"), [], "prompts.jsonl:3: field 'messages[:-1]' must end with a user"),
+                                    "prompts.jsonl"), [],
+     "prompts.jsonl:3: field 'messages[:-1]' must end with a user"),
     ("ppo-malformed", "ppo", bad3('{"prompt": "q"', "prompts.jsonl"), [], "prompts.jsonl:3: malformed JSON"),
     ("ppo-all-empty", "ppo", lambda d: write(d / "empty.jsonl", {"prompt": "  "}), [],
      "empty.jsonl: no usable prompts: all 1 rows dropped (0 longer than 32 tokens, 1 with an empty prompt)"),
@@ -195,7 +207,8 @@ CASES = [
      "long.jsonl: no usable prompts: all 2 rows dropped (2 longer than 32 tokens)"),
     # --- checkpoints
     ("sft-init-missing", "sft", None, ["--init={d}/nope"], "checkpoint directory not found: --init={d}/nope"),
-    ("sft-init-file", "sft", None, ["--init={d}/tok.model"], "--init={d}/tok.model: a file, not a checkpoint directory"),
+    ("sft-init-file", "sft", None, ["--init={d}/tok.model"],
+     "--init={d}/tok.model: a file, not a checkpoint directory"),
     ("sft-init-empty-dir", "sft", None, ["--init={d}/empty"], "--init={d}/empty: neither config.json"),
     ("sft-init-unfinished-run", "sft", None, ["--init={d}/unfinished"], "{d}/unfinished/ckpt holds an unfinished run"),
     ("sft-init-reward-model", "sft", None, ["--init={d}/rm"],
@@ -208,7 +221,8 @@ CASES = [
      "{d}/nofield/config.json: hidden_size='missing': each must be a positive integer"),
     ("sft-init-bad-tokenizer", "sft", None, ["--init={d}/badtok"],
      "{d}/badtok/tokenizer.model: not a usable SentencePiece model"),
-    ("sft-init-wrong-tokenizer", "sft", None, ["--init={d}/wrongtok"], "has 320 tokens but the model's vocabulary is 300"),
+    ("sft-init-wrong-tokenizer", "sft", None, ["--init={d}/wrongtok"],
+     "{d}/wrongtok/tokenizer.model has 320 tokens but the model's vocabulary is 300"),
     ("rm-sft-reward-model", "rm", None, ["--sft={d}/rm"], "--sft={d}/rm: a reward or value model (scalar head)"),
     ("rm-sft-truncated", "rm", None, ["--sft={d}/truncated"], "model.safetensors: cannot read the weights"),
     ("dpo-init-reward-model", "dpo", None, ["--init={d}/rm"], "--init={d}/rm: a reward or value model (scalar head)"),
@@ -229,9 +243,10 @@ CASES = [
 # evaluate.py: bad files and checkpoints it reads through nanopref's loaders (its --responses rows are another task's)
 EVAL_CASES = [
     ("eval-responses-missing", ["--responses={d}/nope.jsonl"], "{d}/nope.jsonl: no such file"),
-    ("eval-responses-not-utf8", ["--responses={d}/latin1.jsonl"], "latin1.jsonl:3: not UTF-8 text"),
-    ("eval-responses-malformed", ["--responses={d}/broken.jsonl"], "broken.jsonl:3: malformed JSON"),
-    ("eval-responses-truncated-gz", ["--responses={d}/resp.jsonl.gz"], "resp.jsonl.gz: truncated or corrupt gzip"),
+    ("eval-responses-not-utf8", ["--responses={d}/latin1.jsonl"], "{d}/latin1.jsonl:3: not UTF-8 text"),
+    ("eval-responses-malformed", ["--responses={d}/broken.jsonl"], "{d}/broken.jsonl:3: malformed JSON"),
+    ("eval-responses-truncated-gz", ["--responses={d}/resp.jsonl.gz"],
+     "{d}/resp.jsonl.gz: truncated or corrupt gzip data after line"),
     ("eval-model-missing", ["--model={d}/nope"], "checkpoint directory not found: {d}/nope"),
     ("eval-model-truncated", ["--model={d}/truncated"], "model.safetensors: cannot read the weights"),
     ("eval-model-bad-config", ["--model={d}/badjson"], "{d}/badjson/config.json: malformed JSON"),
@@ -267,25 +282,17 @@ def check_clear_exit(argv, fragment, out_dir):
 
 @pytest.mark.parametrize("case,script,make,args,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_clearly(fx, tmp_path, case, script, make, args, fragment):
-    d = tmp_path
-    for name in ("eval.jsonl",):  # the files some cases name in args
-        write(d / name, PAIR_OK, "", "{")
-    data = (make or GOOD[script])(d)
-    sub = lambda a: a.replace("{d}", str(d if "{d}/eval" in a else fx))  # noqa: E731
-    init = next((sub(a).split("=", 1)[1] for a in args if a.startswith(("--init=", "--sft=", "--policy="))), None)
-    extra = [sub(a) for a in args if not a.startswith(("--init=", "--sft=", "--policy="))]
-    argv = SCRIPTS[script](fx, data, init) + ["--recipe=paper", "--max_steps=1", f"--out_dir={d / 'out'}"] + extra
-    check_clear_exit(argv, sub(fragment), d / "out")
+    sub = lambda a: a.replace("{d}", str(fx))  # noqa: E731
+    argv = SCRIPTS[script](fx, (make or GOOD[script])(tmp_path)) + ["--recipe=paper", "--max_steps=1",
+                                                                     f"--out_dir={tmp_path / 'out'}"]
+    check_clear_exit(argv + [sub(a) for a in args], sub(fragment), tmp_path / "out")
 
 
 @pytest.mark.parametrize("case,args,fragment", EVAL_CASES, ids=[c[0] for c in EVAL_CASES])
 def test_evaluate_bad_input_exits_clearly(fx, tmp_path, case, args, fragment):
-    d = tmp_path
-    write(d / "latin1.jsonl", raw=b'{"id": 1}\n\n{"output": "caf\xe9"}\n')
-    write(d / "broken.jsonl", {"id": 1}, "", '{"id": 2, ')
-    write(d / "resp.jsonl.gz", *[{"id": i, "output": "x" * 40} for i in range(300)])
-    fmt = lambda a: a.replace("{d}", str(d if "jsonl" in a else fx))  # noqa: E731
-    check_clear_exit(["evaluate.py", *map(fmt, args), f"--out={d / 'scores.json'}"], fmt(fragment), d / "out")
+    sub = lambda a: a.replace("{d}", str(fx))  # noqa: E731
+    check_clear_exit(["evaluate.py", *map(sub, args), f"--out={tmp_path / 'scores.json'}"], sub(fragment),
+                     tmp_path / "out")
 
 
 def test_matrix_size():
@@ -304,7 +311,7 @@ def test_matrix_size():
 def test_sft_counts_drops_and_trains(fx, tmp_path):
     data = write(tmp_path / "sft.jsonl", SFT_OK, "", {"messages": msgs("q", "")}, {"messages": msgs("q", LONG)},
                  {"messages": msgs("What is 1 + 1?", "The answer is 2.")})
-    argv = SCRIPTS["sft"](fx, data, None) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
+    argv = SCRIPTS["sft"](fx, data) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
     how, code, out = run(argv)
     assert how == "finished", (how, code, out[-1500:])
     assert f"data: 2 conversations from {data} (1 longer than 64 tokens, 1 with an empty assistant message dropped)" \
@@ -322,7 +329,7 @@ def test_dpo_counts_identical_and_empty_pairs(fx, tmp_path):
                  prompt=msgs("What is 3 + 3?")),
             pair(msgs("q", "same"), msgs("q", "same")), pair("", "x", prompt="q")]
     data = write(tmp_path / "prefs.jsonl", *rows)
-    argv = SCRIPTS["dpo"](fx, data, None) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
+    argv = SCRIPTS["dpo"](fx, data) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
     how, code, out = run(argv)
     assert how == "finished", (how, code, out[-1500:])
     assert (f"data: 3 pairs from {data} (0 longer than 64 tokens, 1 with identical chosen and rejected, "
