@@ -9,7 +9,8 @@
         --eval_pairs=/work/shared/data/ultrafeedback/test_prefs.sample500.jsonl --out_dir=out/dpo-7b --dtype=bfloat16
     torchrun --nproc_per_node=8 train_dpo.py --recipe=paper --data=uf.jsonl --init=... --dtype=bfloat16  # FSDP2
 
---data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists or HH-RLHF transcripts.
+--data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists, HH-RLHF transcripts or
+TRL's explicit-prompt rows (nanopref/data.py); the counts of the rows used and dropped go to data_stats.json.
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
 checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache, one file per
