@@ -9,7 +9,8 @@
         --eval_pairs=/work/shared/data/ultrafeedback/test_prefs.sample500.jsonl --out_dir=out/dpo-7b --dtype=bfloat16
     torchrun --nproc_per_node=8 train_dpo.py --recipe=paper --data=uf.jsonl --init=... --dtype=bfloat16  # FSDP2
 
---data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists or HH-RLHF transcripts.
+--data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists, HH-RLHF transcripts or
+TRL's explicit-prompt rows (nanopref/data.py); the counts of the rows used and dropped go to data_stats.json.
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
 checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache, one file per
@@ -37,10 +38,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from nanopref.checkpoint import load_model, load_tokenizer, resolve, save_model
+from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, resolve, save_model
 from nanopref.common import (OUT_DIR, MetricsLog, check_config, parse_config, print0, print_config, require_recipe,
                              seed_all, write_json, write_jsonl)
-from nanopref.data import load_preferences, pad_right, pair_batch, tokenize_pairs
+from nanopref.data import data_summary, load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
@@ -110,6 +111,10 @@ if cfg.batch_size % (cfg.micro_batch * n_ranks):
     raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by --micro_batch={cfg.micro_batch} x "
                      f"{n_ranks} ranks")
 cfg.ref = cfg.ref or cfg.init
+model_config(cfg.init, head="lm", flag="--init")  # the configs, before any work: unreadable, or a reward model
+if cfg.ref != cfg.init:
+    model_config(cfg.ref, head="lm", flag="--ref")
+    check_same_tokenizer(cfg.ref, "--ref", cfg.init, "--init")  # the reference scores the policy's token ids
 cfg.ref_cache = cfg.ref_cache or os.path.join(OUT_DIR, "cache", "ref_logps")
 print_config(cfg)
 seed_all(cfg.seed)
@@ -129,20 +134,23 @@ if on_world:
     eval_path = eval_path or os.path.join(prefs, "test_gold.jsonl")
     if n_ranks == 1:  # the world's evaluation generates, which needs the whole model in one process
         world = load_world(os.path.dirname(os.path.abspath(prefs)) if cfg.prefs_dir else build_world(cfg.world_seed))
-model = load_model(cfg.init, device="cpu")
+model = load_model(cfg.init, device="cpu", head="lm")
 tok = load_tokenizer(cfg.init, model)
 model.train().to(device)
 print0(f"policy: {num_params(model) / 1e6:.2f}M parameters from {cfg.init}, vocab {tok.vocab_size}, on {device}")
 if cfg.max_len > model.args.max_seq_len:
     raise SystemExit(f"max_len {cfg.max_len} exceeds the model's max_seq_len {model.args.max_seq_len}")
-rows, skipped = load_preferences(data_path, limit=cfg.max_pairs or None)
-pairs, dropped = tokenize_pairs(tok, rows, cfg.max_len, cfg.template)
-print0(f"data: {len(pairs)} pairs from {data_path} ({skipped} unparseable, {dropped} longer than {cfg.max_len} "
-       f"tokens dropped)")
-eval_set = []
-if eval_path and eval_path != "off":
-    eval_set = tokenize_pairs(tok, load_preferences(eval_path)[0], cfg.max_len, cfg.template)[0]
-    print0(f"eval: {len(eval_set)} held-out pairs from {eval_path}")
+def pairs_of(path, what, limit=None):
+    """Checked rows (file:line and field on error) -> tokenized pairs; the counts printed, 0 usable an error."""
+    rows, dropped = load_preferences(path, limit=limit, template=cfg.template)
+    pairs, n_long = tokenize_pairs(tok, rows, cfg.max_len, cfg.template)
+    return pairs, data_summary(what, path, len(pairs), {f"longer than {cfg.max_len} tokens": n_long, **dropped})
+
+
+pairs, stats = pairs_of(data_path, "pairs", limit=cfg.max_pairs)
+eval_set, eval_stats = pairs_of(eval_path, "held-out pairs") if eval_path and eval_path != "off" else ([], None)
+if rank == 0:
+    write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats, eval=eval_stats))
 model = shard_model(model)
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 ref_model = None
@@ -152,7 +160,7 @@ def get_ref():
     """The frozen reference: eval mode (no dropout), no gradients, sharded like the policy; loaded on first use."""
     global ref_model
     if ref_model is None:
-        ref_model = shard_model(load_model(cfg.ref, device="cpu").to(device).eval().requires_grad_(False))
+        ref_model = shard_model(load_model(cfg.ref, device="cpu", head="lm").to(device).eval().requires_grad_(False))
     return ref_model
 
 

@@ -56,9 +56,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from nanopref.checkpoint import load_model, load_tokenizer, save_model
-from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, read_jsonl, require_recipe,
-                             seed_all, write_json, write_jsonl)
+from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, save_model
+from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
+                             write_json, write_jsonl)
+from nanopref.data import data_summary, load_prompts
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
@@ -138,6 +139,10 @@ else:
     if not cfg.policy or not cfg.reward:
         raise SystemExit("--policy=SFT_CHECKPOINT and --reward=RM_CHECKPOINT are required with --prompts=FILE")
 cfg.value = cfg.value or cfg.reward
+model_config(cfg.policy, head="lm", flag="--policy")  # the configs and tokenizers, before any model loads
+for flag, path in (("--reward", cfg.reward), ("--value", cfg.value)):
+    model_config(path, head="scalar", flag=flag)
+    check_same_tokenizer(path, flag, cfg.policy, "--policy")  # it reads the policy's token ids
 cfg.out_dir = cfg.out_dir or ("out/ppo" if cfg.prompts == "general" else "out/ppo_math" if cfg.prompts == "math"
                               else f"out/ppo_{os.path.basename(cfg.prompts).split('.')[0]}")
 print_config(cfg)
@@ -147,17 +152,11 @@ seed_all(cfg.seed + rank)  # each rank samples its own rollouts
 # models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained, from the
 # RM). fp32 master weights; all four stay in eval mode throughout, PPO updates included: with dropout the update's
 # log-probs would not be the rollout's (nanopref's model has no dropout anyway).
-policy = load_model(cfg.policy, device=device, dtype=torch.float32)
+policy = load_model(cfg.policy, device=device, dtype=torch.float32, head="lm")
 tok = load_tokenizer(cfg.policy, policy)
-ref = load_model(cfg.policy, device=device, dtype=torch.float32).requires_grad_(False)
-rm = load_model(cfg.reward, device=device, dtype=torch.float32).requires_grad_(False)
-value = load_model(cfg.value, device=device, dtype=torch.float32)
-for name, m in (("reward", rm), ("value", value)):
-    if m.args.head != "scalar":
-        raise SystemExit(f"--{name}={getattr(cfg, name)} is not a scalar-head (reward) model")
-if load_tokenizer(cfg.reward, rm).sp.serialized_model_proto() != tok.sp.serialized_model_proto():
-    raise SystemExit(f"{cfg.reward} has a different tokenizer from {cfg.policy}: the reward model reads the "
-                     f"policy's tokens, so they must share one")
+ref = load_model(cfg.policy, device=device, dtype=torch.float32, head="lm").requires_grad_(False)
+rm = load_model(cfg.reward, device=device, dtype=torch.float32, head="scalar").requires_grad_(False)
+value = load_model(cfg.value, device=device, dtype=torch.float32, head="scalar")
 print0(f"policy {num_params(policy) / 1e6:.2f}M from {cfg.policy}; reward {num_params(rm) / 1e6:.2f}M from "
        f"{cfg.reward}; value from {cfg.value}; on {device}")
 
@@ -167,23 +166,19 @@ world = None
 if on_world:
     wdir = build_world(cfg.world_seed)
     world = load_world(wdir)
-    rows = read_jsonl(os.path.join(wdir, f"ppo_{cfg.prompts}.jsonl"), required=("prompt",))
+    prompts_path = os.path.join(wdir, f"ppo_{cfg.prompts}.jsonl")
 else:
-    rows = read_jsonl(cfg.prompts)
-prompt_ids = []
-for i, row in enumerate(rows):
-    msgs = row.get("messages") or [dict(role="user", content=row.get("prompt"))]
-    if msgs[-1]["role"] == "assistant":  # a conversation with its answer: keep the prompt part
-        msgs = msgs[:-1]
-    if not msgs or msgs[-1]["role"] != "user" or not isinstance(msgs[-1]["content"], str):
-        raise SystemExit(f"{cfg.prompts}: row {i + 1} has neither 'messages' ending in a user turn nor a 'prompt'")
-    prompt_ids.append(encode_chat(tok, msgs, cfg.template, add_generation_prompt=True)[0])
+    prompts_path = cfg.prompts
+rows, prompts, dropped = load_prompts(prompts_path, cfg.template)  # every row checked: file:line and field on error
+prompt_ids = [encode_chat(tok, msgs, cfg.template, add_generation_prompt=True)[0] for msgs in prompts]
 keep = [i for i, p in enumerate(prompt_ids) if len(p) <= cfg.max_prompt_len]
 if cfg.max_prompt_len + cfg.max_new_tokens > policy.args.max_seq_len:
     raise SystemExit(f"max_prompt_len {cfg.max_prompt_len} + max_new_tokens {cfg.max_new_tokens} exceed the "
                      f"model's max_seq_len {policy.args.max_seq_len}")
-print0(f"prompts: {len(keep)} from {cfg.prompts} ({len(rows) - len(keep)} longer than {cfg.max_prompt_len} tokens "
-       f"dropped)")
+stats = data_summary("prompts", prompts_path, len(keep),
+                     {f"longer than {cfg.max_prompt_len} tokens": len(rows) - len(keep), **dropped})
+if rank == 0:
+    write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats))
 
 policy, ref, rm, value = (shard_model(m) for m in (policy, ref, rm, value))
 opt_policy = make_optimizer(policy, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)

@@ -51,10 +51,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.distributed as dist
 
-from nanopref.checkpoint import load_model, load_tokenizer, save_model
+from nanopref.checkpoint import load_model, load_tokenizer, model_config, save_model
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
                              write_json)
-from nanopref.data import load_preferences, pair_batch, tokenize_pairs
+from nanopref.data import data_summary, load_preferences, pair_batch, tokenize_pairs
 from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
 from nanopref.losses import bradley_terry_loss, regression_loss
@@ -129,6 +129,15 @@ if cfg.batch_size % n_ranks:  # a rank's share may split into uneven micro-batch
     raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by {n_ranks} ranks")
 print_config(cfg)
 seed_all(cfg.seed)
+if not on_world and not cfg.sft:
+    raise SystemExit("--sft=CHECKPOINT is required with --data=FILE (the SFT model the RM starts from)")
+if not os.path.exists(cfg.sft):
+    how = f"`python train_sft.py{' --preset=small --out_dir=out/sft_small' if cfg.sft == 'out/sft_small' else ''}`"
+    raise SystemExit(f"no SFT checkpoint at {cfg.sft}" + (f": make it with {how}" if cfg.sft in PRESET_SFT.values()
+                                                          else ""))
+model_config(cfg.sft, head="lm", flag="--sft")  # its config, before any work: unreadable, or already a reward model
+if on_world and os.path.exists(cfg.policy):
+    model_config(cfg.policy, head="lm", flag="--policy")  # it samples the world's preference data
 
 # -----------------------------------------------------------------------------
 # data
@@ -150,18 +159,12 @@ if on_world:
     eval_paths = cfg.eval_data.split(",") if cfg.eval_data else [os.path.join(prefs_dir, "test_gold.jsonl")]
     eval_paths = [] if cfg.eval_data == "off" else eval_paths
 else:
-    if not cfg.sft:
-        raise SystemExit("--sft=CHECKPOINT is required with --data=FILE (the SFT model the RM starts from)")
     train_paths, eval_paths = parts, [p for p in (cfg.eval_data or "").split(",") if p and p != "off"]
-if not os.path.exists(cfg.sft):
-    how = f"`python train_sft.py{' --preset=small --out_dir=out/sft_small' if cfg.sft == 'out/sft_small' else ''}`"
-    raise SystemExit(f"no SFT checkpoint at {cfg.sft}" + (f": make it with {how}" if cfg.sft in PRESET_SFT.values()
-                                                          else ""))
-examples, skipped = [], 0
+examples, dropped = [], {f"longer than {cfg.max_len} tokens": 0}  # every row checked: file:line and field on error
 for path in train_paths:
-    rows, n_bad = load_preferences(path)
+    rows, n_bad = load_preferences(path, template=cfg.template)
     examples += rows
-    skipped += n_bad
+    dropped.update({k: dropped.get(k, 0) + n for k, n in n_bad.items()})
 train_path = " + ".join(train_paths)
 eval_examples = [ex for p in eval_paths for ex in label_sections(rm_eval.load_pairs(p)[0], p)]
 
@@ -182,7 +185,7 @@ def reward_model_from(lm, head_std, seed):
     return rm
 
 
-sft = load_model(cfg.sft, device="cpu", dtype=torch.float32)  # fp32 master weights whatever the file's dtype
+sft = load_model(cfg.sft, device="cpu", dtype=torch.float32, head="lm")  # fp32 master weights whatever the file's dtype
 tok = load_tokenizer(cfg.sft, sft)
 model = reward_model_from(sft, cfg.head_std, cfg.seed).train().to(device)
 del sft
@@ -190,9 +193,11 @@ if cfg.max_len > model.args.max_seq_len:
     raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters from {cfg.sft}, score head std "
        f"{model.score.weight.std().item():.4f}, on {device}")
-pairs, dropped = tokenize_pairs(tok, examples, cfg.max_len, cfg.template)
-print0(f"data: {len(pairs)} pairs from {train_path} ({dropped} longer than {cfg.max_len} tokens dropped, "
-       f"{skipped} unparseable skipped); {len(eval_examples)} held-out pairs from {', '.join(eval_paths) or '-'}")
+pairs, dropped[f"longer than {cfg.max_len} tokens"] = tokenize_pairs(tok, examples, cfg.max_len, cfg.template)
+stats = data_summary("pairs", train_path, len(pairs), dropped)  # 0 usable pairs: an error with the counts
+print0(f"eval: {len(eval_examples)} held-out pairs from {', '.join(eval_paths) or '-'}")
+if rank == 0:
+    write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats))
 if len(pairs) < cfg.batch_size:
     raise SystemExit(f"{len(pairs)} pairs are fewer than one batch of {cfg.batch_size}")
 

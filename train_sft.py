@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from nanopref.checkpoint import load_model, load_tokenizer, save_model
+from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, model_config, save_model
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
                              write_json, write_jsonl)
-from nanopref.data import load_sft, pad_right, tokenize_sft
+from nanopref.data import data_summary, load_sft, pad_right, tokenize_sft
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.losses import sft_loss
@@ -77,6 +77,8 @@ if cfg.data != "world":
     require_recipe(cfg, PAPER, f"--data={cfg.data}")
     if cfg.init is None:
         raise SystemExit("--init=CHECKPOINT is required with --data=FILE (a real model to fine-tune)")
+if cfg.init is not None:
+    model_config(cfg.init, head="lm", flag="--init")  # its config, before any work: missing, unreadable, a reward model
 rank, n_ranks, device = init_distributed(cfg.device)
 if cfg.batch_size % (cfg.micro_batch * n_ranks):
     raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by --micro_batch={cfg.micro_batch} x "
@@ -90,13 +92,15 @@ world = None
 if cfg.data == "world":
     wdir = build_world(cfg.world_seed)
     world = load_world(wdir)
-    rows = load_sft(os.path.join(wdir, "sft.jsonl"))
+    data_path = os.path.join(wdir, "sft.jsonl")
     tok = Tokenizer(os.path.join(wdir, "tokenizer.model"))
 else:
-    rows = load_sft(cfg.data)
+    data_path = cfg.data
+rows, dropped = load_sft(data_path, template=cfg.template)  # every row checked: file:line and field on error
 if cfg.init is not None:
-    model = load_model(cfg.init, device="cpu")
-    tok = load_tokenizer(cfg.init, model) if cfg.data != "world" else tok
+    model = load_model(cfg.init, device="cpu", head="lm")
+    tok = load_tokenizer(cfg.init) if cfg.data != "world" else tok
+    check_tokenizer(tok, model)
 else:
     model = Transformer(model_args(cfg.preset, vocab_size=tok.vocab_size))
     model.init_weights()
@@ -104,8 +108,11 @@ model.train().to(device)
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters, vocab {tok.vocab_size}, on {device}")
 if cfg.max_len > model.args.max_seq_len:
     raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
-examples, dropped = tokenize_sft(tok, rows, cfg.max_len, cfg.template)
-print0(f"data: {len(examples)} conversations ({dropped} longer than {cfg.max_len} tokens dropped)")
+examples, n_long = tokenize_sft(tok, rows, cfg.max_len, cfg.template)
+stats = data_summary("conversations", data_path, len(examples),
+                     {f"longer than {cfg.max_len} tokens": n_long, **dropped})  # 0 usable: an error with the counts
+if rank == 0:
+    write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats))
 model = shard_model(model)
 optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 batches = batch_order(len(examples), cfg.batch_size, cfg.epochs, cfg.seed, lengths=[len(e[0]) for e in examples])

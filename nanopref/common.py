@@ -164,29 +164,59 @@ def print_config(cfg):
 # files
 
 
-def read_jsonl(path, required=()):
-    """Read a JSONL file; a malformed line or missing field raises ValueError naming file:line."""
+class InputError(ValueError, SystemExit):
+    """A bad input file, data row or checkpoint, its message naming file:line, field or flag. A ValueError to code
+    that calls the loaders, and a SystemExit too, so a script that does not catch it ends with just the message and
+    exit status 1, no traceback. (ValueError and SystemExit combine: neither adds fields of its own in C.)"""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.code = message  # what SystemExit prints; ValueError's __init__ (first in the MRO) does not set it
+
+
+def jsonl_rows(path):
+    """Yield (line number, row) from a JSONL file (.gz too). Line numbers count blank lines, as an editor does.
+    Every problem is an InputError naming path:line: a missing or unreadable file, bytes that are not UTF-8, a
+    truncated or corrupt .gz, malformed JSON, a line that is not a JSON object."""
+    import gzip
+    import zlib
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    opener = open
-    if path.endswith(".gz"):
-        import gzip
-        opener = gzip.open
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: a directory, not a JSONL file")
+    i = 0
+    try:
+        # binary lines decoded one by one: a decoding error then names its own line (a text stream decodes ahead)
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            for i, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if i == 1 else "utf-8")  # a leading byte-order mark is fine
+                except UnicodeDecodeError as e:
+                    raise InputError(f"{path}:{i}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                                     ) from None
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+                yield i, row
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # gzip's errors surface while reading the next line
+        raise InputError(f"{path}: truncated or corrupt gzip data after line {i} ({e})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_jsonl(path, required=()):
+    """Read a JSONL file (jsonl_rows' checks); a row missing a required field is an InputError naming file:line."""
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
-            rows.append(row)
+    for i, row in jsonl_rows(path):
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise InputError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
+        rows.append(row)
     return rows
 
 

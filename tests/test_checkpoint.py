@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, save_model
+from nanopref.common import InputError
 from nanopref.model import Transformer, model_args, score_last
 from nanopref.tokenizer import Tokenizer
 
@@ -114,10 +115,10 @@ def test_scalar_head_checkpoint(tmp_path):
 
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         load_model(str(tmp_path / "nope"))
     os.makedirs(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="neither config.json"):
+    with pytest.raises(InputError, match="neither config.json"):
         load_model(str(tmp_path / "empty"))
     random_hf(tmp_path / "hf")
     cfg = json.load(open(tmp_path / "hf" / "config.json"))
@@ -131,7 +132,7 @@ def test_clear_errors(tmp_path):
     model = load_model(str(tmp_path / "hf"))
     save_model(model, str(tmp_path / "sharded"), max_shard_bytes=40_000)
     os.remove(sorted(f for f in (tmp_path / "sharded").iterdir() if f.suffix == ".safetensors")[-1])
-    with pytest.raises(FileNotFoundError, match="listed in .*index.json but missing"):
+    with pytest.raises(InputError, match="listed in .*index.json but missing"):
         load_model(str(tmp_path / "sharded"))
 
 

@@ -19,22 +19,23 @@ def test_split_hh_by_hand():
     assert split_hh("\n\nHuman: a\n\nAssistant: b", "\n\nHuman: c\n\nAssistant: d") is None
 
 
-@pytest.mark.parametrize("name,rows", [("helpful-base", 2354), ("harmless-base", 2312)])
-def test_hh_rlhf_real_files(data_file, name, rows):
-    ex, skipped = load_preferences(data_file("hh-rlhf", name, "test.jsonl.gz"))
-    assert len(ex) + skipped == rows and skipped <= 4
+@pytest.mark.parametrize("name,rows,empty,identical", [("helpful-base", 2354, 4, 2), ("harmless-base", 2312, 4, 0)])
+def test_hh_rlhf_real_files(data_file, name, rows, empty, identical):
+    ex, dropped = load_preferences(data_file("hh-rlhf", name, "test.jsonl.gz"))
+    assert len(ex) + sum(dropped.values()) == rows  # every row used or counted
+    assert (dropped["with an empty response"], dropped["with identical chosen and rejected"]) == (empty, identical)
     for e in ex:
         assert e["prompt"][-1]["role"] == "user" and e["prompt"][0]["role"] == "user"
         assert all(m["role"] == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(e["prompt"]))
         assert not e["chosen"].startswith("Assistant:")
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_ultrafeedback_real_files(data_file, split):
-    ex, skipped = load_preferences(data_file("ultrafeedback", f"{split}_prefs.sample500.jsonl"))
-    assert len(ex) == 500 and skipped == 0
-    assert all(e["prompt"][-1]["role"] == "user" for e in ex)
-    assert sum(not e["chosen"] or not e["rejected"] for e in ex) <= 2  # the sample has a couple of empty responses
+@pytest.mark.parametrize("split,empty,identical", [("train", 2, 1), ("test", 2, 11)])
+def test_ultrafeedback_real_files(data_file, split, empty, identical):
+    ex, dropped = load_preferences(data_file("ultrafeedback", f"{split}_prefs.sample500.jsonl"))
+    assert len(ex) + sum(dropped.values()) == 500  # the samples' empty responses and tied texts: dropped, counted
+    assert dropped == {"with an empty response": empty, "with identical chosen and rejected": identical}
+    assert all(e["prompt"][-1]["role"] == "user" and e["chosen"].strip() and e["rejected"].strip() for e in ex)
 
 
 def test_bad_rows_name_file_and_line(tmp_path):
@@ -42,7 +43,7 @@ def test_bad_rows_name_file_and_line(tmp_path):
             "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}
     cases = {
         "malformed": ("{not json", "malformed JSON"),
-        "missing": (json.dumps({"chosen": good["chosen"]}), r"missing field\(s\) \['rejected'\]"),
+        "missing": (json.dumps({"chosen": good["chosen"]}), "missing field 'rejected'"),
         "prompts": (json.dumps({**good, "rejected": [{"role": "user", "content": "other"},
                                                      {"role": "assistant", "content": "b"}]}), "different prompts"),
         "roles": (json.dumps({**good, "chosen": [{"role": "user", "content": "q"}]}), "end with an assistant"),
