@@ -26,7 +26,7 @@ class NanoprefLM:
 
     @classmethod
     def load(cls, path, device="cpu", dtype=torch.float32, **kw):
-        model = load_model(path, device=device, dtype=dtype)
+        model = load_model(path, device=device, dtype=dtype, head="lm")
         return cls(model, load_tokenizer(path, model), **kw)
 
     def chat(self, user, assistant_prefix=""):
@@ -119,7 +119,7 @@ class RewardScorer:
 
     @classmethod
     def load(cls, path, device="cpu", dtype=torch.float32, **kw):
-        model = load_model(path, device=device, dtype=dtype)
+        model = load_model(path, device=device, dtype=dtype, head="scalar")
         return cls(model, load_tokenizer(path, model), **kw)
 
     @torch.no_grad()
