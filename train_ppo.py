@@ -73,15 +73,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from nanopref import losses  # every objective as a pure function: losses.gae, losses.ppo_policy_loss, ...
 from nanopref.checkpoint import load_model, load_tokenizer, save_model
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, read_jsonl,
                              require_recipe, seed_all, write_json, write_jsonl)
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
-from nanopref.losses import (adaptive_kl_coef, entropy, gae, kl_estimate, penalise_missing_eos,
-                             ppo_policy_loss, ppo_rewards, ppo_value_loss, response_logps, reward_gain_bias,
-                             whiten)
 from nanopref.model import last_real_index, num_params
 from nanopref.ppo_stats import PPOStats
 from nanopref.tokenizer import encode_chat
@@ -152,8 +150,8 @@ rank, n_ranks, device = init_distributed(cfg.device)
 if cfg.batch_size % cfg.minibatch or cfg.minibatch % n_ranks:
     raise SystemExit(f"--batch_size={cfg.batch_size} must be a multiple of --minibatch={cfg.minibatch}, and "
                      f"the minibatch a multiple of {n_ranks} ranks")
-if cfg.reward_norm and cfg.reward_norm_prompts < n_ranks:
-    raise SystemExit(f"--reward_norm_prompts={cfg.reward_norm_prompts}: must be at least the {n_ranks} ranks")
+if cfg.reward_norm_prompts < n_ranks:
+    raise SystemExit(f"--reward_norm_prompts={cfg.reward_norm_prompts}: must be at least {n_ranks} (a prompt per rank)")
 if on_world:
     cfg.policy, cfg.reward = cfg.policy or "out/sft", cfg.reward or "out/rm"
     for path, cmd in ((cfg.policy, "python train_sft.py"), (cfg.reward, "python train_rm.py")):
@@ -283,10 +281,11 @@ def score_rollouts(roll, idx, kl_coef):
     for mb in micro_batches(idx, cfg.micro_batch):
         seq, attn, mask = roll["seq"][mb], roll["attn"][mb], roll["mask"][mb]
         logits = forward(policy, seq, attn)
-        out["logps"].append(response_logps(logits, seq, Tp, cfg.temperature) * mask)
-        out["entropy"].append(entropy(logits[:, Tp - 1:-1], cfg.temperature) * mask)
+        out["logps"].append(losses.response_logps(logits, seq, Tp, cfg.temperature) * mask)
+        out["entropy"].append(losses.entropy(logits[:, Tp - 1:-1], cfg.temperature) * mask)
         del logits
-        out["ref_logps"].append(response_logps(forward(ref, seq, attn), seq, Tp, cfg.temperature) * mask)
+        out["ref_logps"].append(
+            losses.response_logps(forward(ref, seq, attn), seq, Tp, cfg.temperature) * mask)
         out["values"].append(forward(value, seq, attn)[:, Tp - 1:-1].float() * mask)  # V(prompt + resp[:t])
         out["rm_scores"].append(rm_scores(seq, attn))
     out = {k: torch.cat(v) for k, v in out.items()}
@@ -295,10 +294,10 @@ def score_rollouts(roll, idx, kl_coef):
     out["eos"] = (last_tokens == tok.eos_id).float()
     scores = out["rm_scores"] if norm is None else norm["gain"] * out["rm_scores"] + norm["bias"]
     # the penalty replaces the normalised score: it is in normalised units (the docstring's knobs)
-    out["scores"] = penalise_missing_eos(scores, last_tokens, tok.eos_id, cfg.missing_eos_score)
-    out["kl"] = kl_estimate(out["logps"], out["ref_logps"], "k1") * mask
-    rewards = ppo_rewards(out["scores"], out["kl"], mask, kl_coef)
-    out["advantages"], out["returns"] = gae(rewards, out["values"], mask, cfg.gamma, cfg.lam)
+    out["scores"] = losses.penalise_missing_eos(scores, last_tokens, tok.eos_id, cfg.missing_eos_score)
+    out["kl"] = losses.kl_estimate(out["logps"], out["ref_logps"], "k1") * mask
+    rewards = losses.ppo_rewards(out["scores"], out["kl"], mask, kl_coef)
+    out["advantages"], out["returns"] = losses.gae(rewards, out["values"], mask, cfg.gamma, cfg.lam)
     return out
 
 
@@ -310,7 +309,7 @@ def ppo_update(roll, old, idx, update, stats):
     `old`: their log-probs, values, advantages and returns as scored before the update. update: its number in
     the run (for the learning rate)."""
     mask = roll["mask"][idx]
-    advantages = whiten(old["advantages"], mask, shift_mean=True, all_reduce=reduce)  # over the minibatch
+    advantages = losses.whiten(old["advantages"], mask, shift_mean=True, all_reduce=reduce)  # whole minibatch
     n_tokens = reduce(mask.sum().float())  # the minibatch's response tokens on all ranks: the normaliser
     for opt in (opt_policy, opt_value):
         for g in opt.param_groups:
@@ -322,10 +321,10 @@ def ppo_update(roll, old, idx, update, stats):
             value.set_requires_gradient_sync(j == len(mbs) - 1)
         sel = [idx[i] for i in mb]
         seq, attn, mmask = roll["seq"][sel], roll["attn"][sel], mask[mb]
-        logps = response_logps(forward(policy, seq, attn), seq, roll["Tp"], cfg.temperature) * mmask
+        logps = losses.response_logps(forward(policy, seq, attn), seq, roll["Tp"], cfg.temperature) * mmask
         vpred = forward(value, seq, attn)[:, roll["Tp"] - 1:-1].float()
-        pg, pg_clipped = ppo_policy_loss(logps, old["logps"][mb], advantages[mb], mmask, cfg.cliprange)
-        vf, vf_clipped = ppo_value_loss(vpred, old["values"][mb], old["returns"][mb], mmask,
+        pg, pg_clipped = losses.ppo_policy_loss(logps, old["logps"][mb], advantages[mb], mmask, cfg.cliprange)
+        vf, vf_clipped = losses.ppo_value_loss(vpred, old["values"][mb], old["returns"][mb], mmask,
                                         cfg.cliprange_value)
         # token mean over the whole minibatch however it is split (x n_ranks: FSDP averages over ranks);
         # one backward: the policy's parameters get pg's gradient, the value model's vf_coef * vf's
@@ -372,7 +371,7 @@ def fit_reward_norm():
         gathered = [None] * n_ranks
         dist.all_gather_object(gathered, samples)
         samples = sorted((s for part in gathered for s in part), key=lambda s: s["row"])
-    gain, bias = reward_gain_bias(torch.tensor([s["score"] for s in samples]))
+    gain, bias = losses.reward_gain_bias(torch.tensor([s["score"] for s in samples]))
     out = dict(gain=gain, bias=bias, n=len(samples))
     print0(f"reward normalisation from {len(samples)} samples of the initial policy: gain {gain:.4g}, bias "
            f"{bias:.4g}")
@@ -428,7 +427,7 @@ for step in range(start, total):
     ids = [keep[i] for i in batches[step][rank::n_ranks]]
     roll = rollout([prompt_ids[i] for i in ids])  # 1. sample with the current policy
     stats = PPOStats()
-    if cfg.recompute:
+    if cfg.recompute:  # 2-4. EasyLM's loop: each minibatch scored right before its update
         scored = recompute_step(roll, step, kl_coef, stats)
     else:
         scored = score_rollouts(roll, list(range(len(ids))), kl_coef)  # 2-3. score, rewards, advantages
@@ -445,8 +444,8 @@ for step in range(start, total):
         lr = lr_at((step + 1) * n_updates - 1, total * n_updates, cfg.lr, cfg.warmup, decay="constant")
         log.log(step, **metrics, lr=lr, rollouts_per_s=round(seen * n_ranks / (time.time() - t0), 2))
     if cfg.kl_target:  # 6. Ziegler et al.'s controller: the next step's beta, from this step's KL
-        kl_coef = adaptive_kl_coef(kl_coef, metrics["objective/kl"], cfg.kl_target, cfg.kl_horizon,
-                                   cfg.batch_size)
+        kl_coef = losses.adaptive_kl_coef(kl_coef, metrics["objective/kl"], cfg.kl_target, cfg.kl_horizon,
+                                          cfg.batch_size)
     if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step == total - 1:
         sample_table(step, roll, scored, responses, truth)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
