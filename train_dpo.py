@@ -12,9 +12,9 @@
 --data is a world dataset name or a JSONL of pairs: UltraFeedback-binarized message lists or HH-RLHF transcripts.
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
-checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache (nanopref/cache.py),
-one file per (reference weights, tokenized pairs, template, max_len, dtype), so reruns and other loss types reuse
-them.
+checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache
+(nanopref/cache.py), one file per (reference weights, tokenized pairs, template, max_len, dtype), so reruns and
+other loss types reuse them.
 
 Departures from the paper's DPO (EasyLM llama_train_dpo.py: sigmoid loss, beta 0.1, lr 5e-7 with 10% warmup then
 linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, clip 1.0, summed log-probs):
@@ -174,8 +174,9 @@ def all_logps(net, batch, desc=None):
 
 def cached_reference_logps(batch, name):
     """Reference log-probs of `batch` from ref_cache, or computed with the reference weights and cached."""
-    return reference_logps(batch, name, cfg.ref, lambda: all_logps(get_ref(), batch, f"reference log-probs of {name}"),
-                           cfg.ref_cache, template=cfg.template, max_len=cfg.max_len, dtype=cfg.dtype)
+    compute = lambda: all_logps(get_ref(), batch, desc=f"reference log-probs of {name}")  # noqa: E731
+    return reference_logps(batch, name, cfg.ref, compute, cfg.ref_cache, template=cfg.template,
+                           max_len=cfg.max_len, dtype=cfg.dtype)
 
 
 if cfg.precompute_ref:

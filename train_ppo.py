@@ -151,7 +151,8 @@ if cfg.batch_size % cfg.minibatch or cfg.minibatch % n_ranks:
     raise SystemExit(f"--batch_size={cfg.batch_size} must be a multiple of --minibatch={cfg.minibatch}, and "
                      f"the minibatch a multiple of {n_ranks} ranks")
 if cfg.reward_norm_prompts < n_ranks:
-    raise SystemExit(f"--reward_norm_prompts={cfg.reward_norm_prompts}: must be at least {n_ranks} (a prompt per rank)")
+    raise SystemExit(f"--reward_norm_prompts={cfg.reward_norm_prompts}: must be at least {n_ranks} (a prompt "
+                     f"per rank)")
 if on_world:
     cfg.policy, cfg.reward = cfg.policy or "out/sft", cfg.reward or "out/rm"
     for path, cmd in ((cfg.policy, "python train_sft.py"), (cfg.reward, "python train_rm.py")):

@@ -1,10 +1,10 @@
 """On-disk caches of what models compute, keyed by everything the result depends on.
 
-    fingerprint(path)                    -> sha256 of a checkpoint's files: the key of every cache below and of the
-                                            world's preference data (world/prefs.py) and Best-of-N samples
-                                            (evals/reward.py), so a changed model never hits a stale cache
-    score_pairs(pair_logps, model, pairs, micro_batch)  -> summed log-probs of chosen and rejected, over all ranks
-    reference_logps(pairs, name, ref, compute, cache_dir, **settings)  -> DPO's reference log-probs, cached
+    fingerprint(path)   -> sha256 of a checkpoint's files: the key of the caches below and of the world's
+                           preference data (world/prefs.py) and Best-of-N samples (evals/reward.py), so a
+                           changed model never hits a stale cache
+    score_pairs(pair_logps, model, pairs, micro_batch)                -> log-probs of pairs, over all ranks
+    reference_logps(pairs, name, ref, compute, cache_dir, **settings) -> DPO's reference log-probs, cached
 
 DPO's reference log-probs are computed once before training (EasyLM's precalculate_reference_logps=True) and
 kept in cache_dir, one file per (reference weights, tokenized pairs, settings such as template, max_len and
@@ -27,8 +27,8 @@ _CHECKPOINT_FILES = (".safetensors", ".bin", ".pth", ".json", ".model")
 
 
 def fingerprint(path):
-    """sha256 (hex) over the names and every byte of a checkpoint's weight, config and tokenizer files; `path` is
-    a checkpoint directory or a nanopref run directory (out/sft: its final model)."""
+    """sha256 (hex) over the names and every byte of a checkpoint's weight, config and tokenizer files;
+    `path` is a checkpoint directory or a nanopref run directory (out/sft: its final model)."""
     path, h = resolve(path), hashlib.sha256()
     for f in sorted(os.listdir(path)):
         if f.endswith(_CHECKPOINT_FILES):
@@ -41,15 +41,15 @@ def fingerprint(path):
 
 @torch.no_grad()
 def score_pairs(pair_logps, model, pairs, micro_batch, desc=None):
-    """pair_logps(model, some pairs) -> (chosen (b,), rejected (b,), ...) over all `pairs`, in eval mode, gathered
-    on every rank: chosen (N,), rejected (N,) fp64 on the CPU. Under FSDP each rank scores its slice of every
-    group of micro_batch x n_ranks pairs; all ranks run the same number of forwards (FSDP's all-gathers must pair
-    up), a rank with nothing left scoring pair 0 and discarding it."""
+    """pair_logps(model, some pairs) -> (chosen (b,), rejected (b,), ...) over all `pairs`, in eval mode,
+    gathered on every rank: chosen (N,), rejected (N,) fp64 on the CPU. Under FSDP each rank scores its slice of
+    every group of micro_batch x n_ranks pairs; all ranks run the same number of forwards (FSDP's all-gathers
+    must pair up), a rank with nothing left scoring pair 0 and discarding it."""
     rank, n_ranks = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     was_training = model.training
     model.eval()
     out = torch.zeros(2, len(pairs), dtype=torch.float64)
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["prompt"]) + len(pairs[i]["chosen"]))  # less pad
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["prompt"]) + len(pairs[i]["chosen"]))
     group = micro_batch * n_ranks
     for g in tqdm(range(0, len(order), group), desc=desc, disable=rank != 0 or desc is None, leave=False):
         idx = order[g:g + group][rank * micro_batch:(rank + 1) * micro_batch]
@@ -62,13 +62,13 @@ def score_pairs(pair_logps, model, pairs, micro_batch, desc=None):
 
 
 def reference_logps(pairs, name, ref, compute, cache_dir, **settings):
-    """Reference log-probs of `pairs` (tokenized: prompt, chosen, rejected id lists), (chosen (N,), rejected (N,))
-    fp64: from cache_dir, or compute() -> the same, then cached (rank 0 writes). The key covers everything they
-    depend on: the reference checkpoint `ref`'s fingerprint, the token ids (so data, tokenizer, template and
-    max_len) and **settings (the compute dtype, ...). name: what the pairs are, for the messages."""
-    ids = json.dumps([[p["prompt"], p["chosen"], p["rejected"]] for p in pairs])
-    key = hashlib.sha256(json.dumps(dict(ref=fingerprint(ref), data=hashlib.sha256(ids.encode()).hexdigest(),
-                                         **settings), sort_keys=True).encode())
+    """Reference log-probs of `pairs` (tokenized: prompt, chosen, rejected id lists), (chosen (N,), rejected
+    (N,)) fp64: from cache_dir, or compute() -> the same, then cached (rank 0 writes). The key covers everything
+    they depend on: the reference checkpoint `ref`'s fingerprint, the token ids (so data, tokenizer, template
+    and max_len) and **settings (the compute dtype, ...). name: what the pairs are, for the messages."""
+    ids = hashlib.sha256(json.dumps([[p["prompt"], p["chosen"], p["rejected"]] for p in pairs]).encode())
+    key = hashlib.sha256(json.dumps(dict(ref=fingerprint(ref), data=ids.hexdigest(), **settings),
+                                    sort_keys=True).encode())
     path = os.path.join(cache_dir, f"{key.hexdigest()[:24]}.pt")
     n_ranks = dist.get_world_size() if dist.is_initialized() else 1
     if all_reduce_sum(float(os.path.exists(path))).item() == n_ranks:  # every rank sees it
