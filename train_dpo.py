@@ -13,8 +13,9 @@
 TRL's explicit-prompt rows (nanopref/data.py); the counts of the rows used and dropped go to data_stats.json.
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
-checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache, one file per
-(reference weights, tokenized pairs, template, max_len, dtype), so reruns and other loss types reuse them.
+checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache
+(nanopref/cache.py), one file per (reference weights, tokenized pairs, template, max_len, dtype), so reruns and
+other loss types reuse them.
 
 Departures from the paper's DPO (EasyLM llama_train_dpo.py: sigmoid loss, beta 0.1, lr 5e-7 with 10% warmup then
 linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, clip 1.0, summed log-probs):
@@ -26,8 +27,6 @@ linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, c
   3. Pairs whose prompt + longer response exceed max_len are dropped (and counted), not truncated.
   4. The loss is the mean over all pairs of a batch, however the batch is split into micro-batches and ranks.
 """
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -36,9 +35,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, resolve, save_model
+from nanopref.cache import reference_logps, score_pairs
+from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, save_model
 from nanopref.common import (OUT_DIR, MetricsLog, check_config, parse_config, print0, print_config, require_recipe,
                              seed_all, write_json, write_jsonl)
 from nanopref.data import data_summary, load_preferences, pad_right, pair_batch, tokenize_pairs
@@ -176,66 +175,21 @@ def pair_logps(net, batch):
     return logps[:n], logps[n:], lengths[:n], lengths[n:]
 
 
-@torch.no_grad()
 def all_logps(net, batch, desc=None):
-    """Log-probs of every pair under `net` in eval mode, gathered on every rank: chosen (N,), rejected (N,) fp64.
-    Under FSDP each rank scores its slice of every group of micro_batch x n_ranks pairs; all ranks run the same
-    number of forwards (FSDP's all-gathers must pair up), a rank with nothing left scoring pair 0 and discarding it."""
-    was_training = net.training
-    net.eval()
-    out = torch.zeros(2, len(batch), dtype=torch.float64)
-    order = sorted(range(len(batch)), key=lambda i: len(batch[i]["prompt"]) + len(batch[i]["chosen"]))  # less padding
-    group = cfg.micro_batch * n_ranks
-    for g in tqdm(range(0, len(order), group), desc=desc, disable=rank != 0 or desc is None, leave=False):
-        idx = order[g:g + group][rank * cfg.micro_batch:(rank + 1) * cfg.micro_batch]
-        chosen, rejected, _, _ = pair_logps(net, [batch[i] for i in idx or [0]])
-        if idx:
-            out[0, idx], out[1, idx] = chosen.double().cpu(), rejected.double().cpu()
-    net.train(was_training)
-    out = all_reduce_sum(out).cpu()
-    return out[0], out[1]
+    """Log-probs of every pair under `net` in eval mode, on every rank: chosen (N,), rejected (N,) fp64."""
+    return score_pairs(pair_logps, net, batch, cfg.micro_batch, desc)
 
 
-def sha256_files(path):
-    """Hash of a checkpoint's weights and config (every byte: a changed reference must never hit the cache)."""
-    h = hashlib.sha256()
-    for f in sorted(os.listdir(path)):
-        if f.endswith((".safetensors", ".bin", ".pth", ".json")):
-            h.update(f.encode())
-            with open(os.path.join(path, f), "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-ref_hash = sha256_files(resolve(cfg.ref)) if cfg.precompute_ref else None
-
-
-def reference_logps(batch, name):
-    """Reference log-probs of `batch`, (chosen (N,), rejected (N,)), from ref_cache or computed with the reference
-    weights in eval mode and cached. The key covers everything they depend on: the reference checkpoint's bytes,
-    the tokenized pairs (so the data, template, tokenizer and max_len), and the compute dtype."""
-    ids = json.dumps([[p["prompt"], p["chosen"], p["rejected"]] for p in batch])
-    key = hashlib.sha256(json.dumps(dict(ref=ref_hash, data=hashlib.sha256(ids.encode()).hexdigest(),
-                                         template=cfg.template, max_len=cfg.max_len, dtype=cfg.dtype)).encode())
-    path = os.path.join(cfg.ref_cache, f"{key.hexdigest()[:24]}.pt")
-    if all_reduce_sum(float(os.path.exists(path))).item() == n_ranks:  # every rank sees it
-        cached = torch.load(path, map_location="cpu")
-        print0(f"reference log-probs of {name} ({len(batch)} pairs) from {path}")
-        return cached["chosen"], cached["rejected"]
-    chosen, rejected = all_logps(get_ref(), batch, desc=f"reference log-probs of {name}")
-    if rank == 0:
-        os.makedirs(cfg.ref_cache, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save(dict(chosen=chosen, rejected=rejected, ref=cfg.ref, data=name, n=len(batch)), tmp)
-        os.replace(tmp, path)  # atomic: a killed run never leaves half a cache file
-        print0(f"reference log-probs of {name} cached in {path}")
-    return chosen, rejected
+def cached_reference_logps(batch, name):
+    """Reference log-probs of `batch` from ref_cache, or computed with the reference weights and cached."""
+    compute = lambda: all_logps(get_ref(), batch, desc=f"reference log-probs of {name}")  # noqa: E731
+    return reference_logps(batch, name, cfg.ref, compute, cfg.ref_cache, template=cfg.template,
+                           max_len=cfg.max_len, dtype=cfg.dtype)
 
 
 if cfg.precompute_ref:
-    ref_chosen, ref_rejected = reference_logps(pairs, data_path)
-    eval_ref = reference_logps(eval_set, eval_path) if eval_set else None
+    ref_chosen, ref_rejected = cached_reference_logps(pairs, data_path)
+    eval_ref = cached_reference_logps(eval_set, eval_path) if eval_set else None
     ref_model = None  # not needed any more: free its memory
 else:
     get_ref()

@@ -121,6 +121,7 @@ _pos_int = (lambda v: isinstance(v, int) and v > 0, "a positive integer")
 _opt_pos_int = (lambda v: v is None or (isinstance(v, int) and v > 0), "a positive integer or none")
 _nonneg_int = (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
 _pos = (lambda v: v > 0 and math.isfinite(v), "a positive number")
+_opt_pos = (lambda v: v is None or (v > 0 and math.isfinite(v)), "a positive number or none")
 _nonneg = (lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 _frac = (lambda v: 0 <= v < 1, "in [0, 1)")
 CHECKS = dict(
@@ -131,7 +132,7 @@ CHECKS = dict(
                                                                                  "a positive number or none"),
     save_every=_nonneg_int, eval_every=_nonneg_int, bon_n=_nonneg_int, world_seed=_nonneg_int, seed=_nonneg_int,
     lr=_pos, grad_clip=_pos, temperature=_pos, beta=_pos, cliprange=_pos, cliprange_value=_pos,
-    kl_coef=_nonneg, kl_target=_pos, kl_horizon=_pos, weight_decay=_nonneg, vf_coef=_nonneg, margin=_nonneg,
+    kl_coef=_nonneg, kl_target=_opt_pos, kl_horizon=_pos, weight_decay=_nonneg, vf_coef=_nonneg, margin=_nonneg,
     margin_scale=_nonneg, simpo_gamma=_nonneg, warmup=_frac, end_lr_ratio=(lambda v: 0 <= v <= 1, "in [0, 1]"),
     adam_beta2=_frac, label_smoothing=(lambda v: 0 <= v < 0.5, "in [0, 0.5)"), gamma=(lambda v: 0 < v <= 1, "in (0, 1]"),
     lam=(lambda v: 0 <= v <= 1, "in [0, 1]"), dtype=(lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),

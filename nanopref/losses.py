@@ -10,6 +10,15 @@ in fp32.
 import torch
 import torch.nn.functional as F
 
+from nanopref.model import last_real_index
+
+
+def logprobs(logits, temperature=1.0):
+    """log softmax(logits / temperature) in fp32, (..., V) -> (..., V): the distribution a sampler at this
+    temperature draws from. Every scored log-prob goes through here, so PPO's ratio and KL penalty are those
+    of the distribution that sampled (entropy() below is that distribution's entropy)."""
+    return (logits.float() / temperature).log_softmax(-1)
+
 
 def token_logps(logits, tokens, temperature=1.0):
     """log p(tokens[t] | tokens[<t]) under logits / temperature, (B, T) with position 0 set to 0.
@@ -18,9 +27,9 @@ def token_logps(logits, tokens, temperature=1.0):
     logits = logits[:, :-1]  # (B, T-1, V): position t-1 predicts token t
     targets = tokens[:, 1:, None]  # (B, T-1, 1)
     if logits.dtype == torch.float32:
-        out = (logits / temperature).log_softmax(-1).gather(-1, targets).squeeze(-1)
+        out = logprobs(logits, temperature).gather(-1, targets).squeeze(-1)
     else:
-        out = torch.stack([(row.float() / temperature).log_softmax(-1).gather(-1, t).squeeze(-1)
+        out = torch.stack([logprobs(row, temperature).gather(-1, t).squeeze(-1)
                            for row, t in zip(logits, targets)])
     return F.pad(out, (1, 0))  # (B, T)
 
@@ -133,8 +142,28 @@ def ppo_rewards(scores, kl, mask, kl_coef=0.05):
     """Per-token rewards (B, N): -kl_coef * kl on every response token, plus the sequence's score (B,) on its last
     real token (the EOS the reward model read, or the last token of a truncated response)."""
     rewards = -kl_coef * kl * mask
-    last = (mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).argmax(-1)  # (B,) last real token
-    return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))
+    return rewards.scatter_add(1, last_real_index(mask)[:, None], scores[:, None].to(rewards.dtype))
+
+
+def reward_gain_bias(scores, mean=0.0, std=1.0):
+    """Reward normalisation (lm-human-preferences' set_reward_norm): floats (gain, bias) such that
+    gain * scores + bias has this mean and (population) standard deviation over `scores` (N,), the RM's raw
+    scores of samples from the initial policy."""
+    scores = scores.double()
+    sd = scores.std(correction=0).item()
+    if not sd > 0:
+        raise ValueError(f"reward normalisation: {len(scores)} calibration scores with no spread (std {sd})")
+    gain = std / sd
+    return gain, mean - gain * scores.mean().item()
+
+
+def adaptive_kl_coef(kl_coef, kl, target, horizon, n_rollouts):
+    """Ziegler et al. 2019's proportional controller of beta (lm-human-preferences' AdaptiveKLController):
+        e = clip(kl / target - 1, -0.2, 0.2)        beta <- beta * (1 + e * n_rollouts / horizon)
+    kl: the mean summed KL per response of the n_rollouts just scored; horizon is counted in rollouts, so beta
+    moves by at most 20% every `horizon` rollouts. -> the beta of the next step."""
+    error = min(max(kl / target - 1, -0.2), 0.2)
+    return kl_coef * (1 + error * n_rollouts / horizon)
 
 
 def gae(rewards, values, mask, gamma=1.0, lam=0.95):
@@ -189,6 +218,7 @@ def ppo_value_loss(values, old_values, returns, mask, clip=0.2):
     return 0.5 * torch.max(loss1, loss2) * mask, (loss2 > loss1) & mask.bool()
 
 
-def entropy(logits):
-    """Entropy of softmax(logits) over the last dimension, in fp32: (..., V) -> (...)."""
-    return torch.special.entr(logits.float().softmax(-1)).sum(-1)  # entr(p) = -p log p, and 0 at p = 0
+def entropy(logits, temperature=1.0):
+    """Entropy of softmax(logits / temperature) over the last dimension, in fp32: (..., V) -> (...). The
+    distribution of logprobs(); from the probabilities, since entr(p) = -p log p is 0 at p = 0."""
+    return torch.special.entr((logits.float() / temperature).softmax(-1)).sum(-1)

@@ -284,7 +284,8 @@ class Transformer(nn.Module):
 
 
 def last_real_index(mask):
-    """(B, T) mask -> (B,) index of each row's last real token, for left or right padding alike."""
+    """(B, T) mask -> (B,) index of each row's last real token, for left or right padding alike. The one
+    definition of "last real token": where reward models are read, and where PPO puts the score."""
     T = mask.shape[-1]
     return (mask.long() * torch.arange(1, T + 1, device=mask.device)).argmax(-1)
 

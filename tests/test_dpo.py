@@ -1,5 +1,5 @@
 """train_dpo.py end to end on a tiny model: the step-0 sanity values, gradient accumulation == one big batch, cached
-reference log-probs == a live reference (and == an independent per-example computation)."""
+reference log-probs == a live reference (and == an independent per-example computation); the cache's key."""
 import json
 import math
 import os
@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from nanopref.cache import fingerprint, reference_logps
 from nanopref.checkpoint import load_model, save_model
 from nanopref.common import write_jsonl
 from nanopref.losses import sequence_logps
@@ -169,3 +170,34 @@ def test_stale_reference_cache_is_reported(setup, cached):
     metrics, _, out = setup[2]("stale", precompute_ref="true", ref_cache=d / "stale", max_steps=1)
     assert abs(metrics[0]["rewards/chosen"] + 0.1) < 1e-4  # beta * (log pi - (log pi + 1))
     assert "WARNING: step 0 rewards" in out
+
+
+def test_reference_cache_key(setup, tmp_path):
+    """A cached file is reused only for the same reference bytes, token ids and settings: a copy of the checkpoint
+    elsewhere (or its run directory) hits, one changed weight byte, one changed token or another dtype misses."""
+    d = setup[0]
+    pairs = [dict(prompt=[1, 5], chosen=[7, 2], rejected=[8, 9, 2]), dict(prompt=[1], chosen=[4, 2], rejected=[2])]
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.tensor([-1.0, -2.0], dtype=torch.float64), torch.tensor([-3.0, -4.0], dtype=torch.float64)
+
+    def get(ref, batch=pairs, dtype="float32"):
+        n = len(calls)
+        out = reference_logps(batch, "pairs", str(ref), compute, str(tmp_path / "cache"), max_len=64, dtype=dtype)
+        assert out[0].tolist() == [-1.0, -2.0] and out[1].tolist() == [-3.0, -4.0]
+        return len(calls) > n  # computed (a miss)
+
+    shutil.copytree(d / "init", tmp_path / "run" / "model")  # a run directory holding the same checkpoint
+    assert get(d / "init") and not get(d / "init") and not get(tmp_path / "run")
+    assert fingerprint(d / "init") == fingerprint(tmp_path / "run")
+    assert get(d / "init", dtype="bfloat16")
+    assert get(d / "init", batch=[dict(pairs[0], chosen=[6, 2]), pairs[1]])
+    weights = next(f for f in os.listdir(tmp_path / "run" / "model") if f.endswith(".safetensors"))
+    with open(tmp_path / "run" / "model" / weights, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    assert fingerprint(d / "init") != fingerprint(tmp_path / "run") and get(tmp_path / "run")

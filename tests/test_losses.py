@@ -5,7 +5,8 @@ import random
 import pytest
 import torch
 
-from nanopref.losses import (DPO_LOSSES, bradley_terry_loss, dpo_loss, sequence_logps, sft_loss, token_logps)
+from nanopref.losses import (DPO_LOSSES, bradley_terry_loss, dpo_loss, entropy, logprobs, sequence_logps, sft_loss,
+                             token_logps)
 
 
 def log_sigmoid(x):
@@ -121,3 +122,23 @@ def test_bad_loss_type():
         dpo_loss(x, x, x, x, loss_type="kto")
     with pytest.raises(ValueError, match="needs chosen_lengths"):
         dpo_loss(x, x, x, x, loss_type="ipo")
+
+
+def test_tempered_logprobs_entropy_and_token_logps_agree():
+    """One tempered distribution: logprobs(logits, T) is log softmax(logits / T) in Python floats, token_logps at T
+    reads it at the targets (fp32 and bf16 paths alike), and entropy(logits, T) is -sum p log p of it."""
+    torch.manual_seed(0)
+    logits, T = torch.randn(2, 5, 7) * 3, 0.7
+    lp = logprobs(logits, T)
+    for row, want in zip(logits.view(-1, 7).tolist(), lp.view(-1, 7).tolist()):
+        z = [x / T for x in row]
+        lse = max(z) + math.log(sum(math.exp(x - max(z)) for x in z))
+        assert want == pytest.approx([x - lse for x in z], abs=1e-5)
+    assert torch.allclose(entropy(logits, T), -(lp.exp() * lp).sum(-1), atol=1e-5)
+    assert not torch.allclose(entropy(logits, T), entropy(logits), atol=1e-2)  # the temperature matters
+    tokens = torch.randint(0, 7, (2, 5))
+    want = lp[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    assert torch.allclose(token_logps(logits, tokens, T)[:, 1:], want, atol=1e-6)
+    bf16 = logits.bfloat16()
+    assert torch.allclose(token_logps(bf16, tokens, T)[:, 1:],
+                          logprobs(bf16.float(), T)[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1), atol=1e-6)

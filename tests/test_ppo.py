@@ -1,6 +1,6 @@
 """PPO: its pure pieces against naive loops and hand-computed numbers, the sampler's log-probs against a full forward
 under the sampling temperature, and train_ppo.py end to end on a tiny model (step-0 KL, EasyLM's ratio-1 loop,
-resuming)."""
+resuming, reward normalisation and the adaptive KL controller)."""
 import json
 import math
 import os
@@ -15,10 +15,10 @@ import torch
 from nanopref.checkpoint import load_model, save_model
 from nanopref.common import write_jsonl
 from nanopref.generate import generate
-from nanopref.losses import (gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards, ppo_value_loss,
-                             response_logps, whiten)
+from nanopref.losses import (adaptive_kl_coef, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,
+                             ppo_value_loss, response_logps, reward_gain_bias, whiten)
 from nanopref.model import Transformer, model_args
-from nanopref.tokenizer import Tokenizer, train_tokenizer
+from nanopref.tokenizer import Tokenizer, encode_chat, train_tokenizer
 from nanopref.training import sampling_copy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,6 +155,31 @@ def test_missing_eos_penalty_and_reward_at_last_real_token():
     assert torch.allclose(r.sum(1), s - 0.05 * (kl * mask).sum(1), atol=1e-6)
 
 
+def test_adaptive_kl_controller_by_hand():
+    """Ziegler et al.'s controller from beta 0.1, target 6, horizon 100, 10 rollouts per step. KL 12: error +1,
+    clipped to +0.2, beta * (1 + 0.2 * 10 / 100) = 0.102; KL 6: on target, unchanged; KL 3: -0.5 clipped to -0.2,
+    * 0.98 = 0.09996; KL 5.4: -0.1, * 0.99 = 0.0989604; KL 0: -1 clipped, * 0.98 = 0.096981192."""
+    beta, got = 0.1, []
+    for kl in (12.0, 6.0, 3.0, 5.4, 0.0):
+        beta = adaptive_kl_coef(beta, kl, target=6.0, horizon=100, n_rollouts=10)
+        got.append(beta)
+    assert got == pytest.approx([0.102, 0.102, 0.09996, 0.0989604, 0.096981192], rel=1e-12)
+
+
+def test_reward_gain_bias_by_hand():
+    """Scores 1, 2, 3, 6: mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5 (lm-human-preferences' std is
+    sqrt(E[x^2] - E[x]^2)), so gain 1 / sqrt(3.5) and bias -3 / sqrt(3.5)."""
+    scores = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    gain, bias = reward_gain_bias(scores)
+    assert gain == pytest.approx(1 / math.sqrt(3.5)) and bias == pytest.approx(-3 / math.sqrt(3.5))
+    z = gain * scores.double() + bias
+    assert abs(z.mean()) < 1e-12 and abs(z.std(correction=0) - 1) < 1e-12
+    gain, bias = reward_gain_bias(scores, mean=1.0, std=2.0)
+    assert (gain * 3 + bias, gain * 6 + bias) == pytest.approx((1.0, 1.0 + 6 / math.sqrt(3.5)))
+    with pytest.raises(ValueError, match="no spread"):
+        reward_gain_bias(torch.tensor([2.0, 2.0, 2.0]))
+
+
 @torch.no_grad()
 def test_rollout_logprobs_equal_full_forward_under_temperature():
     """The sampler's log-probs at temperature 0.7 == response_logps of one full forward over prompt + response
@@ -259,14 +284,88 @@ def test_killed_run_resumes_to_the_same_weights(setup, standard):
     assert not os.path.exists(d / "part" / "ckpt") and not os.path.exists(d / "part" / "value")
 
 
+KNOBS = dict(reward_norm="true", reward_norm_prompts=16, kl_target=1.0, kl_horizon=40)  # 8 rollouts per step
+
+
+@pytest.fixture(scope="module")
+def knobs(setup):
+    return setup[2]("knobs", **KNOBS)
+
+
+def test_reward_norm_standardises_the_initial_policys_samples(setup, knobs):
+    """reward_norm.json holds the 16 calibration samples with the RM's raw scores (re-scored here one at a time,
+    unpadded) and gain and bias that take them to mean 0 and standard deviation 1."""
+    d, tok, _ = setup
+    with open(d / "knobs" / "reward_norm.json") as f:
+        norm = json.load(f)
+    with open(d / "prompts.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert norm["n"] == len(norm["samples"]) == 16 and len({s["row"] for s in norm["samples"]}) == 16
+    assert "reward normalisation from 16 samples" in knobs[1]
+    rm = load_model(str(d / "rm")).eval()
+    for s in norm["samples"]:
+        prompt = encode_chat(tok, [dict(role="user", content=rows[s["row"]]["prompt"])], add_generation_prompt=True)
+        with torch.no_grad():
+            assert rm(torch.tensor([prompt[0] + s["response"]]))[0, -1].item() == pytest.approx(s["score"], abs=1e-5)
+    z = norm["gain"] * torch.tensor([s["score"] for s in norm["samples"]], dtype=torch.float64) + norm["bias"]
+    assert abs(z.mean()) < 1e-9 and abs(z.std(correction=0) - 1) < 1e-9
+
+
+def test_missing_eos_penalty_replaces_the_normalised_score(setup, knobs):
+    """Step 0 samples the same rollouts whatever missing_eos_score is (the first update comes after them). Moving
+    the penalty from -10 to -20 moves objective/scores by (1 - eos_rate) * -10 when the penalty replaces the
+    normalised score, and by gain times that if the normalisation were applied after the penalty."""
+    m10 = knobs[0][0]
+    m20 = setup[2]("knobs_eos20", **KNOBS, missing_eos_score=-20.0, max_steps=1)[0][0]
+    with open(setup[0] / "knobs" / "reward_norm.json") as f:
+        gain = json.load(f)["gain"]
+    assert abs(gain - 1) > 0.1 and 0 < m10["response/eos_rate"] < 1  # both orders would show
+    assert m20["objective/rm_scores"] == m10["objective/rm_scores"]  # the same rollouts
+    shift = (1 - m10["response/eos_rate"]) * -10.0
+    assert m20["objective/scores"] - m10["objective/scores"] == pytest.approx(shift, abs=1e-6)
+
+
+def test_adaptive_kl_coef_follows_the_logged_kl(knobs, standard):
+    """beta starts at kl_coef and after each step moves by the controller's rule applied to that step's
+    objective/kl (8 rollouts per step, target 1, horizon 40); without kl_target it stays at kl_coef."""
+    m = knobs[0]
+    assert m[0]["objective/kl_coef"] == 0.05
+    for a, b in zip(m, m[1:]):
+        error = min(max(a["objective/kl"] / 1.0 - 1, -0.2), 0.2)
+        assert b["objective/kl_coef"] == pytest.approx(a["objective/kl_coef"] * (1 + error * 8 / 40), rel=1e-12)
+    for x in m:  # the rewards used this step's beta
+        assert x["objective/rlhf_reward"] == pytest.approx(x["objective/scores"] - x["objective/kl_coef"] *
+                                                           x["objective/kl"], abs=1e-6)
+    assert len({x["objective/kl_coef"] for x in m}) == 3
+    assert all(x["objective/kl_coef"] == 0.05 for x in standard[0])
+
+
+def test_killed_run_resumes_reward_norm_and_beta(setup, knobs):
+    """A resumed run reuses the checkpoint's gain, bias and beta (it does not refit on the trained policy):
+    the same step 2, the same weights, as the uninterrupted run."""
+    d, _, run = setup
+    run("knobs_part", ok=False, save_every=1, stop_after=2, **KNOBS)
+    metrics, out = run("knobs_part", save_every=1, **KNOBS)
+    assert "resumed from" in out and "reward normalisation from" not in out
+    assert metrics[2] == {**knobs[0][2], "time": metrics[2]["time"], "rollouts_per_s": metrics[2]["rollouts_per_s"]}
+    a, b = load_model(str(d / "knobs")).state_dict(), load_model(str(d / "knobs_part")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 def test_fsdp_two_ranks(setup):
     """Under torchrun each rank samples from its own gathered copy of the sharded policy, whitens over the whole
-    minibatch and reduces the statistics: same checks as one process (the samples differ: one RNG per rank)."""
+    minibatch and reduces the statistics: same checks as one process (the samples differ: one RNG per rank).
+    With the knobs on: each rank samples half the calibration prompts, and both get the same gain and beta."""
     d, _, run = setup
-    metrics, _ = run("fsdp", nproc=2, max_steps=2)
+    metrics, _ = run("fsdp", nproc=2, max_steps=2, **KNOBS)
     assert metrics[0]["objective/kl"] == 0.0 and all(m["policy/sampler_logp_err"] < 1e-5 for m in metrics)
     assert load_model(str(d / "fsdp")) is not None
+    with open(d / "fsdp" / "reward_norm.json") as f:
+        norm = json.load(f)
+    assert norm["n"] == 16 and len({s["row"] for s in norm["samples"]}) == 16
+    error = min(max(metrics[0]["objective/kl"] - 1, -0.2), 0.2)
+    assert metrics[1]["objective/kl_coef"] == pytest.approx(0.05 * (1 + error * 8 / 40), rel=1e-12)
 
 
 @torch.no_grad()

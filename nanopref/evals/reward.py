@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from nanopref.checkpoint import resolve
+from nanopref.cache import fingerprint
 from nanopref.common import OUT_DIR, read_jsonl, write_jsonl
 from nanopref.data import load_preferences, pad_right, tokenize_pairs
 from nanopref.evals.world import mean_se
@@ -173,8 +173,7 @@ def cached_candidates(policy, world, n=16, limit=None, seed=0, device="cpu", max
     weights, the world and its scoring code, the sampling settings), so that every reward model (and evaluate.py)
     reranks the very same samples, and a changed scorer or world never reuses stale scores."""
     from nanopref.evals.lm import NanoprefLM
-    from nanopref.world.prefs import _fingerprint  # sha256 of the checkpoint's weights and config
-    key = candidates_key(_fingerprint(resolve(policy)), world, n=n, limit=limit, seed=seed,
+    key = candidates_key(fingerprint(policy), world, n=n, limit=limit, seed=seed,
                          max_new_tokens=max_new_tokens, temperature=temperature)
     path = os.path.join(cache_dir or os.path.join(OUT_DIR, "cache"), f"bon_{key}.jsonl")
     if os.path.exists(path):

@@ -245,13 +245,13 @@ def ensure_prefs(sft, world_seed=0):
     import torch
     from nanopref.evals.lm import NanoprefLM
     from nanopref.world.build import build_world, load_world
-    from nanopref.checkpoint import resolve
+    from nanopref.cache import fingerprint
     wdir = build_world(world_seed)
     out = os.path.join(wdir, "prefs")
     if not os.path.exists(sft):
         raise SystemExit(f"no SFT checkpoint at {sft}: run `python train_sft.py` first")
     # rebuilt when the SFT model, the world (its prompts, its code) or the code that makes the prefs changes
-    key = dict(sft=_fingerprint(resolve(sft)), world=read_json(os.path.join(wdir, "manifest.json"))["spec"],
+    key = dict(sft=fingerprint(sft), world=read_json(os.path.join(wdir, "manifest.json"))["spec"],
                code=code_hash())
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and read_json(manifest) == key:
@@ -272,15 +272,6 @@ def code_hash(root=os.path.dirname(os.path.abspath(__file__))):
         with open(os.path.join(root, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()[:16]
-
-
-def _fingerprint(ckpt):
-    h = hashlib.sha256()
-    for f in sorted(os.listdir(ckpt)):
-        if f.endswith((".safetensors", ".json")):
-            with open(os.path.join(ckpt, f), "rb") as fh:
-                h.update(fh.read())
-    return h.hexdigest()
 
 
 @dataclass
