@@ -128,12 +128,12 @@ def working_bytes(model, trainable, p=2):
     return 2 * p * block + p * root + ((p + 4) * block if trainable else 0)
 
 
-def plan(stage, gpus, grad_ckpt, offload, micro_batch, gen_batch=16, rank=0):
-    """-> dict of per-GPU byte counts for one configuration of one stage (rank 0: the largest shards)."""
-    st = STAGES[stage]
+def plan_bytes(models, gpus, rows, seq, grad_ckpt, offload, sampler=None, gen_batch=0, rank=0):
+    """-> dict of byte counts on one GPU (rank 0 holds the largest shards). models: (meta model, trainable) pairs,
+    every trainable one running a micro-batch of rows x seq tokens at once (PPO's policy and value models are
+    alive together: one joint backward); sampler: the policy whose bf16 copy and KV cache PPO keeps on every rank."""
     out = dict(params=0, grads=0, optim=0, frozen=0, host=0, working=0, activations=0, sampler=0)
-    for role, preset, head, trainable in st["models"]:
-        m = meta_model(preset, head)
+    for m, trainable in models:
         s = state_bytes(m, gpus, rank, trainable, offload=offload)
         out["params" if trainable else "frozen"] += s["params"]
         out["grads"] += s["grads"]
@@ -141,30 +141,46 @@ def plan(stage, gpus, grad_ckpt, offload, micro_batch, gen_batch=16, rank=0):
         if offload and not trainable:
             out["host"] += 2 * rank_numel(m, gpus, rank)
         out["working"] = max(out["working"], working_bytes(m, trainable))
-        if trainable:  # PPO: the policy's and the value model's graphs are alive together (one joint backward)
-            out["activations"] += activation_bytes(m.args, micro_batch * st["rows"], st["seq"], grad_ckpt)
-    if stage.startswith("ppo"):
-        a = meta_model(st["models"][0][1]).args
-        out["sampler"] = 2 * count(meta_model(st["models"][0][1]))[0] + \
-            gen_batch * st["seq"] * 2 * a.n_layers * a.n_kv_heads * a.head_dim * 2
+        if trainable:
+            out["activations"] += activation_bytes(m.args, rows, seq, grad_ckpt)
+    if sampler is not None:
+        a = sampler.args
+        out["sampler"] = 2 * count(sampler)[0] + gen_batch * seq * 2 * a.n_layers * a.n_kv_heads * a.head_dim * 2
     out["total"] = sum(v for k, v in out.items() if k != "host")
     return out
+
+
+def plan(stage, gpus, grad_ckpt, offload, micro_batch, gen_batch=16, rank=0):
+    """plan_bytes for one configuration of one of the paper's stages."""
+    st = STAGES[stage]
+    models = [(meta_model(preset, head), trainable) for _, preset, head, trainable in st["models"]]
+    sampler = meta_model(st["models"][0][1]) if stage.startswith("ppo") else None
+    return plan_bytes(models, gpus, micro_batch * st["rows"], st["seq"], grad_ckpt, offload, sampler, gen_batch, rank)
 
 
 def budget(mem_gib):
     return 0.9 * (mem_gib - 2) * GiB
 
 
+def train_flops_per_token(a, seq, grad_ckpt=False, forward_only=False):
+    """Matmul FLOPs per token: 2N forward (N without the embedding, a lookup), 6N forward and backward, 8N when each
+    block's forward runs again in backward; plus causal attention, 2 n_layers C T per token forward (QK^T and AV
+    over T/2 keys on average), times 3 (or 4) likewise."""
+    n = a.n_layers * (2 * a.dim * a.n_heads * a.head_dim + 2 * a.dim * a.n_kv_heads * a.head_dim +
+                      3 * a.dim * a.ffn_hidden) + a.dim * (a.vocab_size if a.head == "lm" else 1)
+    per_fwd = 2 * n + 2 * a.n_layers * a.dim * seq
+    return per_fwd * (1 if forward_only else 4 if grad_ckpt else 3)
+
+
 def flops_per_token(stage, grad_ckpt):
-    """Training FLOPs per token: 6N (8N when every block's forward is run twice) plus causal attention
-    (6 n_layers C T for forward and backward); PPO adds forward-only scoring of all four models (2N each)."""
+    """A stage's FLOPs per token, at its longest rows (an upper bound on the attention term): training for the
+    trained models, a forward for the frozen ones, and in PPO also the rollout's scoring forward of the trained ones."""
     st, total = STAGES[stage], 0
-    for role, preset, head, trainable in st["models"]:
-        m = meta_model(preset, head)
-        n, a = count(m)[0], m.args
-        attn = 6 * a.n_layers * a.dim * st["seq"] / 2  # mean position ~ T/2 of a causal row
-        total += ((8 if grad_ckpt else 6) * n + attn) if trainable else 0
-        total += (2 * n + attn / 3) if stage.startswith("ppo") else 0  # the rollout's scoring pass
+    for _, preset, head, trainable in st["models"]:
+        a = meta_model(preset, head).args
+        total += train_flops_per_token(a, st["seq"], grad_ckpt) if trainable else 0
+        if not trainable or stage.startswith("ppo"):
+            total += train_flops_per_token(a, st["seq"], forward_only=True)
     return total
 
 
