@@ -45,7 +45,7 @@ BF16 = torch.bfloat16
 def sizes(cpu):
     """(decode model args, training model args, training sequence length, decode tokens)."""
     if cpu:
-        return model_args("test", max_seq_len=256), model_args("test", max_seq_len=256), 32, 16
+        return model_args("test", max_seq_len=256), model_args("test", max_seq_len=256), 32, 8
     return (model_args("llama2-7b", max_seq_len=512), model_args("llama2-7b", n_layers=4, max_seq_len=2048), 2048,
             128)
 
@@ -100,7 +100,7 @@ def decode_rows(a, dev, new, cpu):
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     plan = weights + new * 2 * a.n_layers * a.n_kv_heads * a.head_dim * model.output.weight.element_size()
     for c in (False, True):
-        t, peak, _ = measure(lambda: go(p1, c), dev, 3)
+        t, peak, _ = measure(lambda: go(p1, c), dev, 1 if cpu else 3)
         frac = weights * new / t / bw
         target = "n/a (CPU)" if cpu else ("ok" if frac >= 0.7 or not c else "below 70% target")
         rows.append(row(f"decode batch 1, {'compiled' if c else 'eager'}", f"{a.n_layers} blocks, dim {a.dim}",
@@ -140,7 +140,7 @@ def train_row(kind, a, seq, dev, cpu, ckpt=False):
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.item()
-    t, peak, loss = measure(step, dev, 3)
+    t, peak, loss = measure(step, dev, 1 if cpu else 3)
     tok_s = tokens.numel() / t
     text, frac = mfu(a, seq, tok_s, dev, ckpt, extra_fwd=1 if kind == "dpo" else 0)
     models = [(meta(a), True)] + ([(meta(a), False)] if kind == "dpo" else [])

@@ -58,7 +58,7 @@ def test_activation_formula_is_what_autograd_saves(dtype, head):
 
 def test_grad_ckpt_same_gradients_and_saves_what_the_plan_says():
     torch.manual_seed(0)
-    a = model_args("tiny")
+    a = model_args("test")
     model = Transformer(a)
     model.init_weights()
     tokens = torch.randint(0, a.vocab_size, (2, 48))
@@ -99,7 +99,7 @@ def local_bytes(tensors):
 def _worker(rank, world, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    a = model_args("test", dim=72, n_heads=6, n_kv_heads=2, vocab_size=500)  # odd sizes: uneven shards
+    a = model_args("test", dim=72, n_heads=6, n_kv_heads=2, vocab_size=501)  # 501 rows: uneven shards
     base = Transformer(a)
     base.init_weights()
     tokens = torch.randint(0, a.vocab_size, (4, 32))  # the same batch on both ranks
