@@ -263,7 +263,8 @@ def main():
                  args.gen_batch)
         for k, v in p.items():
             print(f"{k:12s} {v / GiB:8.2f} GiB")
-        print(f"{'budget':12s} {budget(args.mem_gib) / GiB:8.2f} GiB: {'fits' if p['total'] <= budget(args.mem_gib) else 'does NOT fit'}")
+        fits = "fits" if p["total"] <= budget(args.mem_gib) else "does NOT fit"
+        print(f"{'budget':12s} {budget(args.mem_gib) / GiB:8.2f} GiB: {fits}")
         return
     print("parameters: " + ", ".join(f"{k} {count(meta_model(k))[0] / 1e9:.2f}B" for k in ("llama2-7b", M13, M70)))
     print(HEADER)

@@ -52,7 +52,7 @@ def shard_model(model, param_dtype=None, grad_ckpt=False, offload=False, reshard
         in fp32 (reduce_dtype): a bf16 sum over many ranks would lose the small updates. None: compute in the
         parameters' own dtype (fp32, or autocast's bf16 matmuls on fp32 weights, gathered in fp32: twice the bytes).
     grad_ckpt: activation checkpointing per block (TransformerBlock.grad_ckpt): a block keeps only its input and
-        recomputes the rest in backward, one more forward (~1/3 more compute) for about a tenth of the activations.
+        recomputes the rest in backward: one more forward (~1/3 more compute) for ~5% of the activations (13B).
     offload: FSDP2's CPUOffloadPolicy, for frozen models only (reference, reward): their shards live in (pinned) host
         memory and each block is copied in as it is gathered, trading PCIe time for GPU memory. A trainable model
         would take its optimizer step on the CPU, hence the error.

@@ -9,8 +9,8 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 DATA=${NANOPREF_DATA:-/data/nanopref}
 CKPTS=${CKPTS:-/ckpts}
 if [ "$NNODES" -gt 1 ]; then  # every node runs this; the rendezvous numbers the nodes, so no --node_rank
-    LAUNCH="torchrun --nnodes=$NNODES --nproc_per_node=$GPUS_PER_NODE --rdzv_backend=c10d
-            --rdzv_endpoint=${MASTER_ADDR:?set MASTER_ADDR to node 0}:${MASTER_PORT:-29500} --rdzv_id=${RUN_ID:-nanopref}"
+    LAUNCH="torchrun --nnodes=$NNODES --nproc_per_node=$GPUS_PER_NODE --rdzv_backend=c10d --rdzv_id=${RUN_ID:-nanopref}
+            --rdzv_endpoint=${MASTER_ADDR:?set MASTER_ADDR to node 0}:${MASTER_PORT:-29500}"
 else
     LAUNCH="torchrun --standalone --nproc_per_node=$GPUS_PER_NODE"
 fi
