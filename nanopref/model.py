@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -186,7 +187,17 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
+    grad_ckpt = False  # activation checkpointing: keep only this block's input, recompute the rest in backward
+
     def forward(self, x, cos, sin, attn_mask, cache_pos=None, kv_len=None):
+        if self.grad_ckpt and torch.is_grad_enabled() and cache_pos is None:
+            # Inside the block's own forward, so under FSDP2 the all-gather hooks on the block stay outside the
+            # checkpointed region (re-gathered once for backward, recompute included). Only when gradients are
+            # on: frozen models and sampling save nothing anyway. No RNG to replay: the block draws none.
+            return checkpoint(self._forward, x, cos, sin, attn_mask, use_reentrant=False, preserve_rng_state=False)
+        return self._forward(x, cos, sin, attn_mask, cache_pos, kv_len)
+
+    def _forward(self, x, cos, sin, attn_mask, cache_pos=None, kv_len=None):
         x = x + self.attention(self.attention_norm(x), cos, sin, attn_mask, cache_pos, kv_len)
         return x + self.feed_forward(self.ffn_norm(x))
 

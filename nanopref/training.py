@@ -42,17 +42,46 @@ def finish_distributed(leave=True):
         os._exit(0)
 
 
-def shard_model(model, param_dtype=None, reshard_after_forward=True):
-    """FSDP2: shard each transformer block, then the root (embeddings, final norm, head). With param_dtype set
-    (e.g. bf16), parameters are all-gathered in that dtype for compute while the fp32 master copy, gradients'
-    reduction and the optimizer stay fp32. A no-op outside torchrun."""
+def shard_model(model, param_dtype=None, grad_ckpt=False, offload=False, reshard_after_forward=True):
+    """FSDP2: shard each transformer block, then the root (embeddings, final norm, head); returns the model.
+    Outside torchrun only grad_ckpt applies (it is as useful on one GPU). The memory each choice saves is
+    computed by dev/memory_plan.py; docs/scale.md says which to use for each stage of the paper's recipe.
+
+    param_dtype: e.g. torch.bfloat16: what each block is all-gathered in for compute. The sharded fp32 parameters
+        stay the master weights the optimizer updates (its m and v are fp32 too), and gradients are reduce-scattered
+        in fp32 (reduce_dtype): a bf16 sum over many ranks would lose the small updates. None: compute in the
+        parameters' own dtype (fp32, or autocast's bf16 matmuls on fp32 weights, gathered in fp32: twice the bytes).
+    grad_ckpt: activation checkpointing per block (TransformerBlock.grad_ckpt): a block keeps only its input and
+        recomputes the rest in backward: one more forward (~1/3 more compute) for ~5% of the activations (13B).
+    offload: FSDP2's CPUOffloadPolicy, for frozen models only (reference, reward): their shards live in (pinned) host
+        memory and each block is copied in as it is gathered, trading PCIe time for GPU memory. A trainable model
+        would take its optimizer step on the CPU, hence the error.
+    reshard_after_forward: True (ZeRO-3): free each gathered block after its forward and gather it again in
+        backward, the least memory. False (ZeRO-2-like): keep it gathered until backward, one all-gather per block
+        less per micro-batch for a whole unsharded model in memory. An int (e.g. 8, the GPUs of a node): keep a copy
+        sharded over that many ranks only, so backward's all-gather stays inside a node. A frozen model always
+        reshards (it has no backward, so a kept block would stay gathered until its next forward).
+    """
+    frozen = not any(p.requires_grad for p in model.parameters())
+    if offload and not frozen:
+        raise ValueError("shard_model(offload=True) is for frozen models (reference, reward): this model has "
+                         "trainable parameters, whose optimizer step would then run on the CPU")
+    for layer in model.layers:
+        layer.grad_ckpt = grad_ckpt
     if not dist.is_initialized():
         return model
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+    # cast_forward_inputs=False: a block's floating inputs are the residual stream (already in param_dtype, from the
+    # embedding) and the rotary cos/sin tables, which stay fp32 (apply_rope computes in fp32)
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32, cast_forward_inputs=False)
+    placement = CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if offload else OffloadPolicy()
+    reshard = True if frozen else reshard_after_forward
     for layer in model.layers:
-        fully_shard(layer, mp_policy=mp, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+        fully_shard(layer, mp_policy=mp, offload_policy=placement, reshard_after_forward=reshard)
+    # the root stays gathered between forward and backward when trained (FSDP2's default for the root: backward
+    # starts with the head, right away); a frozen model's root reshards like its blocks
+    root = dict(reshard_after_forward=True) if frozen else {}
+    fully_shard(model, mp_policy=mp, offload_policy=placement, **root)
     return model
 
 
