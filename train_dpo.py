@@ -85,7 +85,9 @@ class Config:
     save_every: int = 200       # steps between resumable checkpoints (0: never)
     seed: int = 1337            # batch order
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
-    dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights and log-softmax stay fp32)
+    dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights, reductions and log-softmax)
+    grad_ckpt: bool = False     # activation checkpointing per block: less memory for ~1/3 more compute (docs/scale.md)
+    offload_frozen: bool = False  # under torchrun: the reference's shards in host memory (docs/scale.md)
     log_every: int = 1          # steps between log lines
 
 
@@ -135,10 +137,12 @@ if on_world:
         world = load_world(os.path.dirname(os.path.abspath(prefs)) if cfg.prefs_dir else build_world(cfg.world_seed))
 model = load_model(cfg.init, device="cpu", head="lm")
 tok = load_tokenizer(cfg.init, model)
-model.train().to(device)
+model.train()
 print0(f"policy: {num_params(model) / 1e6:.2f}M parameters from {cfg.init}, vocab {tok.vocab_size}, on {device}")
 if cfg.max_len > model.args.max_seq_len:
-    raise SystemExit(f"max_len {cfg.max_len} exceeds the model's max_seq_len {model.args.max_seq_len}")
+    raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
+
+
 def pairs_of(path, what, limit=None):
     """Checked rows (file:line and field on error) -> tokenized pairs; the counts printed, 0 usable an error."""
     rows, dropped = load_preferences(path, limit=limit, template=cfg.template)
@@ -150,7 +154,8 @@ pairs, stats = pairs_of(data_path, "pairs", limit=cfg.max_pairs)
 eval_set, eval_stats = pairs_of(eval_path, "held-out pairs") if eval_path and eval_path != "off" else ([], None)
 if rank == 0:
     write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats, eval=eval_stats))
-model = shard_model(model)
+param_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None  # what FSDP all-gathers for compute
+model = shard_model(model, device, param_dtype=param_dtype, grad_ckpt=cfg.grad_ckpt)  # under torchrun: our shards
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 ref_model = None
 
@@ -159,7 +164,8 @@ def get_ref():
     """The frozen reference: eval mode (no dropout), no gradients, sharded like the policy; loaded on first use."""
     global ref_model
     if ref_model is None:
-        ref_model = shard_model(load_model(cfg.ref, device="cpu", head="lm").to(device).eval().requires_grad_(False))
+        ref = load_model(cfg.ref, device="cpu", dtype=param_dtype or torch.float32, head="lm")
+        ref_model = shard_model(ref.eval().requires_grad_(False), device, param_dtype, offload=cfg.offload_frozen)
     return ref_model
 
 

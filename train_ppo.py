@@ -137,6 +137,8 @@ class Config:
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast, bf16 sampling; fp32 weights and log-softmax)
     compile: bool = False       # compile the sampler's decode step with CUDA graphs (GPU only)
+    grad_ckpt: bool = False     # activation checkpointing per block: less memory for ~1/3 more compute (docs/scale.md)
+    offload_frozen: bool = False  # under torchrun: reference and reward shards in host memory (docs/scale.md)
     log_every: int = 1          # steps between log lines
 
 
@@ -177,11 +179,14 @@ seed_all(cfg.seed + rank)  # each rank samples its own rollouts
 # models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained,
 # from the RM). fp32 master weights; all four stay in eval mode throughout, PPO updates included: with dropout
 # the update's log-probs would not be the rollout's (nanopref's model has no dropout anyway).
-policy = load_model(cfg.policy, device=device, dtype=torch.float32, head="lm")
+# Loaded on the CPU and placed by shard_model (under torchrun each rank keeps only its shards: four whole 13B models
+# per GPU would not fit); the frozen two in the compute dtype, since they never need fp32 master weights.
+param_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None  # what FSDP all-gathers for compute
+policy = load_model(cfg.policy, dtype=torch.float32, head="lm")
 tok = load_tokenizer(cfg.policy, policy)
-ref = load_model(cfg.policy, device=device, dtype=torch.float32, head="lm").requires_grad_(False)
-rm = load_model(cfg.reward, device=device, dtype=torch.float32, head="scalar").requires_grad_(False)
-value = load_model(cfg.value, device=device, dtype=torch.float32, head="scalar")
+ref = load_model(cfg.policy, dtype=param_dtype or torch.float32, head="lm").requires_grad_(False)
+rm = load_model(cfg.reward, dtype=param_dtype or torch.float32, head="scalar").requires_grad_(False)
+value = load_model(cfg.value, dtype=torch.float32, head="scalar")
 print0(f"policy {num_params(policy) / 1e6:.2f}M from {cfg.policy}; reward {num_params(rm) / 1e6:.2f}M from "
        f"{cfg.reward}; value from {cfg.value}; on {device}")
 
@@ -205,7 +210,8 @@ stats = data_summary("prompts", prompts_path, len(keep),
 if rank == 0:
     write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats))
 
-policy, ref, rm, value = (shard_model(m) for m in (policy, ref, rm, value))
+policy, value = (shard_model(m, device, param_dtype, grad_ckpt=cfg.grad_ckpt) for m in (policy, value))
+ref, rm = (shard_model(m, device, param_dtype, offload=cfg.offload_frozen) for m in (ref, rm))
 opt_policy = make_optimizer(policy, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 opt_value = make_optimizer(value, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 batches = batch_order(len(keep), cfg.batch_size, cfg.epochs, cfg.seed)

@@ -100,7 +100,8 @@ class Config:
     save_every: int = 200       # steps between resumable checkpoints (0: never)
     seed: int = 1337            # batch order and the score head's initialisation
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
-    dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights stay fp32)
+    dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights and reductions)
+    grad_ckpt: bool = False     # activation checkpointing per block: less memory for ~1/3 more compute (docs/scale.md)
     log_every: int = 10         # steps between log lines
 
 
@@ -187,7 +188,7 @@ def reward_model_from(lm, head_std, seed):
 
 sft = load_model(cfg.sft, device="cpu", dtype=torch.float32, head="lm")  # fp32 master weights whatever the file's dtype
 tok = load_tokenizer(cfg.sft, sft)
-model = reward_model_from(sft, cfg.head_std, cfg.seed).train().to(device)
+model = reward_model_from(sft, cfg.head_std, cfg.seed).train()
 del sft
 if cfg.max_len > model.args.max_seq_len:
     raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
@@ -219,7 +220,8 @@ targets = (ratings - t_mean) / t_std  # (N, 2) z-scored ratings for the regressi
 if cfg.loss == "regression":
     print0(f"regression targets: {cfg.target} ratings, mean {t_mean:.3f} std {t_std:.3f} (z-scored)")
 
-model = shard_model(model)
+model = shard_model(model, device, param_dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None,
+                    grad_ckpt=cfg.grad_ckpt)  # placed on the device (under torchrun: this rank's shards only)
 optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 lengths = [len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in pairs]
 batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed, lengths=lengths)

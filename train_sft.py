@@ -64,7 +64,8 @@ class Config:
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
     seed: int = 1337            # batch order and initialisation
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
-    dtype: str = "float32"      # float32 | bfloat16 (autocast; master weights stay fp32)
+    dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights, reductions and log-softmax)
+    grad_ckpt: bool = False     # activation checkpointing per block: less memory for ~1/3 more compute (docs/scale.md)
     log_every: int = 10         # steps between log lines
 
 
@@ -104,7 +105,7 @@ if cfg.init is not None:
 else:
     model = Transformer(model_args(cfg.preset, vocab_size=tok.vocab_size))
     model.init_weights()
-model.train().to(device)
+model.train()
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters, vocab {tok.vocab_size}, on {device}")
 if cfg.max_len > model.args.max_seq_len:
     raise SystemExit(f"--max_len={cfg.max_len} exceeds the model's context, max_seq_len {model.args.max_seq_len}")
@@ -113,7 +114,8 @@ stats = data_summary("conversations", data_path, len(examples),
                      {f"longer than {cfg.max_len} tokens": n_long, **dropped})  # 0 usable: an error with the counts
 if rank == 0:
     write_json(os.path.join(cfg.out_dir, "data_stats.json"), dict(train=stats))
-model = shard_model(model)
+model = shard_model(model, device, param_dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None,
+                    grad_ckpt=cfg.grad_ckpt)  # placed on the device (under torchrun: this rank's shards only)
 optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 batches = batch_order(len(examples), cfg.batch_size, cfg.epochs, cfg.seed, lengths=[len(e[0]) for e in examples])
 total = min(len(batches), cfg.max_steps or len(batches))

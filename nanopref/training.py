@@ -42,9 +42,11 @@ def finish_distributed(leave=True):
         os._exit(0)
 
 
-def shard_model(model, param_dtype=None, grad_ckpt=False, offload=False, reshard_after_forward=True):
-    """FSDP2: shard each transformer block, then the root (embeddings, final norm, head); returns the model.
-    Outside torchrun only grad_ckpt applies (it is as useful on one GPU). The memory each choice saves is
+def shard_model(model, device=None, param_dtype=None, grad_ckpt=False, offload=False, reshard_after_forward=True):
+    """FSDP2: shard each transformer block, then the root (embeddings, final norm, head); returns the model on
+    `device` (None: where it is). Load the model on the CPU first: under torchrun fully_shard moves only this rank's shards to the GPU
+    (a whole 13B model per rank would not fit beside the others). Outside torchrun the model is moved whole, and
+    only grad_ckpt applies (it is as useful on one GPU). The memory each choice saves is
     computed by dev/memory_plan.py; docs/scale.md says which to use for each stage of the paper's recipe.
 
     param_dtype: e.g. torch.bfloat16: what each block is all-gathered in for compute. The sharded fp32 parameters
@@ -69,7 +71,7 @@ def shard_model(model, param_dtype=None, grad_ckpt=False, offload=False, reshard
     for layer in model.layers:
         layer.grad_ckpt = grad_ckpt
     if not dist.is_initialized():
-        return model
+        return model if device is None else model.to(device)
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
     # cast_forward_inputs=False: a block's floating inputs are the residual stream (already in param_dtype, from the
     # embedding) and the rotary cos/sin tables, which stay fp32 (apply_rope computes in fp32)

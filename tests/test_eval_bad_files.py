@@ -24,7 +24,7 @@ CASES = [  # (file under DATA_DIR, its bytes, loader, expected message after the
     ("ifeval/input_data.jsonl", json.dumps(dict(IFEVAL_ROW, kwargs={})).encode() + b"\n", ifeval.load,
      ":1: fields 'instruction_id_list' and 'kwargs': expected lists of equal length"),
     ("evalplus/HumanEvalPlus-v0.1.10.jsonl.gz", gzip.compress(b'{"task_id": "HumanEval/0"}\n' * 3000)[:200],
-     lambda: code.load("humaneval"), ": corrupt or truncated gzip data after line"),
+     lambda: code.load("humaneval"), ": truncated or corrupt gzip data after line"),
     ("evalplus/HumanEvalPlus-v0.1.10.jsonl.gz", gzip.compress(b'\n{"task_id": "HumanEval/0"}\n'),
      lambda: code.load("humaneval"), ":2: missing field(s) ['prompt'"),
     ("mmlu/test/x_test.csv", MMLU_HEAD + b"q,a,b,c,d,0\nq,a,b\n", lambda: mmlu.load("x"),

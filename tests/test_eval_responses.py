@@ -43,10 +43,10 @@ def test_read_rows_gzip_whole_truncated_and_corrupt(tmp_path):
     (tmp_path / "ok.jsonl.gz").write_bytes(data)
     assert len(read_rows(str(tmp_path / "ok.jsonl.gz"))) == 2000
     (tmp_path / "cut.jsonl.gz").write_bytes(data[:len(data) // 2])
-    with pytest.raises(ValueError, match=r"cut.jsonl.gz: corrupt or truncated gzip data after line \d+"):
+    with pytest.raises(ValueError, match=r"cut.jsonl.gz: truncated or corrupt gzip data after line \d+"):
         read_rows(str(tmp_path / "cut.jsonl.gz"))
     (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(ValueError, match=r"bad.jsonl.gz: corrupt or truncated gzip data after line 0"):
+    with pytest.raises(ValueError, match=r"bad.jsonl.gz: truncated or corrupt gzip data after line 0"):
         read_rows(str(tmp_path / "bad.jsonl.gz"))
 
 

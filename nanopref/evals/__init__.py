@@ -31,7 +31,7 @@ import re
 import string
 import zlib
 
-from nanopref.common import DATA_DIR
+from nanopref.common import DATA_DIR, InputError, jsonl_rows
 
 FAMILIES = ["mmlu", "gsm8k", "bbh", "truthfulqa", "code", "ifeval", "xstest", "toxigen", "alpaca_eval"]
 
@@ -55,11 +55,11 @@ def text_lines(path):
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                    raise InputError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
                                      f"{e.start + 1})") from None
                 yield i, line
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # gzip: truncated stream, bad header or CRC
-        raise ValueError(f"{path}: corrupt or truncated gzip data after line {i} ({e})") from None
+        raise InputError(f"{path}: truncated or corrupt gzip data after line {i} ({e})") from None
 
 
 def read_text(path):
@@ -118,23 +118,14 @@ def where(rows, i):
 
 
 def read_rows(path, required=()):
-    """A JSONL file (.gz too) -> Rows. Line numbers count blank lines (which are skipped). A line that is not UTF-8,
-    not JSON or not an object, a missing field, or a truncated or corrupt .gz raises ValueError naming file:line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    """A JSONL file (.gz too) -> Rows, read by common.jsonl_rows (line numbers count blank lines; a missing file,
+    bytes that are not UTF-8, malformed JSON or a truncated .gz is an InputError naming file:line); a row missing
+    a required field names its line too."""
     rows = Rows(path)
-    for i, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+    for i, row in jsonl_rows(path):
         missing = [k for k in required if k not in row]
         if missing:
-            raise ValueError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
+            raise InputError(f"{path}:{i}: missing field(s) {missing}; has {sorted(row)}")
         rows.append(row)
         rows.lines.append(i)
     return rows
