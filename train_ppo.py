@@ -18,8 +18,8 @@ pg + 0.1 vf, separate parameters and optimizers), advantages whitened per miniba
 "math" (world), or a JSONL of {"messages": [..., user turn]} or {"prompt": "..."} rows.
 
 The run directory: out_dir/model (the policy, HF layout + tokenizer.model), metrics.jsonl (one row per step),
-eval_world.json and eval_world_samples.jsonl (world), and ckpt/ + value/ckpt while training: a killed run restarts
-from its last checkpoint when run again with the same arguments.
+eval_world.json and eval_world_samples.jsonl (world), and ckpt/ (policy, and the value model in ckpt/value) while
+training: a killed run restarts from its last checkpoint when run again with the same arguments.
 
 Under FSDP each rank samples its share of the prompts from its own whole copy of the policy (training.sampling_copy:
 gathered one tensor at a time, in bf16 under --dtype=bfloat16), so ranks never wait on each other inside the decode
@@ -46,7 +46,6 @@ Choices and departures from the paper (EasyLM: lr 1e-6 for policy and value with
      PAPER_NOTES 1.4 item 5). Gradients are clipped per model, each having its own optimizer (as in EasyLM).
 """
 import os
-import shutil
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -56,7 +55,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from nanopref.checkpoint import load_model, load_tokenizer, save_model
+from nanopref.checkpoint import load_model, load_tokenizer
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, read_jsonl, require_recipe,
                              seed_all, write_json, write_jsonl)
 from nanopref.evals import world as world_eval
@@ -65,10 +64,10 @@ from nanopref.generate import generate
 from nanopref.losses import (entropy, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,
                              ppo_value_loss, response_logps, whiten)
 from nanopref.model import last_real_index, num_params
+from nanopref.runs import load_run, open_run, save_final, save_run, stop_if_nonfinite
 from nanopref.tokenizer import encode_chat
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               load_run, lr_at, make_optimizer, micro_batches, sampling_copy, save_run, shard_model,
-                               unsharded)
+                               lr_at, make_optimizer, micro_batches, sampling_copy, shard_model, unsharded)
 from nanopref.world import score as ground_truth
 from nanopref.world.build import build_world, load_world
 
@@ -110,6 +109,8 @@ class Config:
     eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
     save_every: int = 50        # steps between resumable checkpoints (0: never)
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
+    resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
+                                # arguments; no: delete out_dir's checkpoint and model and start over
     seed: int = 1337            # prompt order and sampling
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast and bf16 sampling; master weights and log-softmax fp32)
@@ -142,6 +143,7 @@ cfg.out_dir = cfg.out_dir or ("out/ppo" if cfg.prompts == "general" else "out/pp
                               else f"out/ppo_{os.path.basename(cfg.prompts).split('.')[0]}")
 print_config(cfg)
 seed_all(cfg.seed + rank)  # each rank samples its own rollouts
+start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refused if the arguments changed)
 
 # -----------------------------------------------------------------------------
 # models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained, from the
@@ -195,13 +197,8 @@ if total == 0:
 n_minibatches = cfg.batch_size // cfg.minibatch
 total_updates = total * cfg.ppo_epochs * n_minibatches
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
-resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)
-start_value, _ = load_run(os.path.join(cfg.out_dir, "value"), value, opt_value)
-start, _ = load_run(cfg.out_dir, policy, opt_policy)
-if start != start_value:
-    raise SystemExit(f"{cfg.out_dir}: the policy checkpoint is at step {start} but the value model's at step "
-                     f"{start_value} (killed between the two saves); delete both ckpt directories to start over")
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
+start, _ = load_run(cfg.out_dir, policy, opt_policy, others={"value": (value, opt_value)})  # one checkpoint, both
 
 # -----------------------------------------------------------------------------
 # rollouts, scoring and evaluation
@@ -324,6 +321,7 @@ for step in range(start, total):
                 for g in opt.param_groups:
                     g["lr"] = lr
             mbs = micro_batches(list(range(len(idx))), cfg.micro_batch)
+            update_loss = 0.0
             for j, mb in enumerate(mbs):
                 if dist.is_initialized():  # FSDP2: reduce-scatter gradients after the last micro-batch only
                     policy.set_requires_gradient_sync(j == len(mbs) - 1)
@@ -342,13 +340,17 @@ for step in range(start, total):
                     log_ratio = (logps - old["logps"][mb]) * mmask
                     stats["pg_loss"] += pg.sum().item()
                     stats["vf_loss"] += vf.sum().item()
+                    update_loss += pg.sum().item() + cfg.vf_coef * vf.sum().item()
                     stats["pg_clipped"] += pg_clipped.sum().item()
                     stats["vf_clipped"] += vf_clipped.sum().item()
                     stats["approxkl"] += 0.5 * (log_ratio ** 2).sum().item()  # lm-human-preferences' approxkl
                     stats["ratio"] += (log_ratio.exp() * mmask).sum().item()
                     stats["update_tokens"] += mmask.sum().item()
-            stats["grad_norm_policy"] += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
-            stats["grad_norm_value"] += float(torch.nn.utils.clip_grad_norm_(value.parameters(), cfg.grad_clip))
+            grad_norms = [float(torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip)) for m in (policy, value)]
+            stop_if_nonfinite(step, ids, cfg.prompts, loss=update_loss, grad_norm_policy=grad_norms[0],
+                              grad_norm_value=grad_norms[1])  # ids: rows of the prompts file
+            stats["grad_norm_policy"] += grad_norms[0]
+            stats["grad_norm_value"] += grad_norms[1]
             for opt in (opt_policy, opt_value):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
@@ -395,8 +397,7 @@ for step in range(start, total):
     if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step == total - 1:
         sample_table(step, roll, scored, responses, truth)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
-        save_run(os.path.join(cfg.out_dir, "value"), value, opt_value, step + 1, asdict(cfg), tok)
-        save_run(cfg.out_dir, policy, opt_policy, step + 1, asdict(cfg), tok)
+        save_run(cfg.out_dir, policy, opt_policy, step + 1, asdict(cfg), tok, others={"value": (value, opt_value)})
     if cfg.stop_after and step + 1 == cfg.stop_after:
         raise SystemExit(f"stopping after step {step + 1} as asked (--stop_after); run again to resume")
 
@@ -404,9 +405,7 @@ for step in range(start, total):
 # final policy (HF layout + tokenizer) and evaluation
 state = full_state_dict(policy)
 if rank == 0:
-    save_model(policy, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
-    for d in ("ckpt", "value"):  # finished: no resume state needed
-        shutil.rmtree(os.path.join(cfg.out_dir, d), ignore_errors=True)
+    save_final(cfg.out_dir, policy, state, tok, asdict(cfg), total)  # marked finished; the checkpoint deleted
     print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
 metrics = evaluate(total)
 if metrics is not None:
