@@ -45,9 +45,9 @@ from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
 from nanopref.losses import DPO_LOSSES, dpo_loss, sequence_logps
 from nanopref.model import num_params
-from nanopref.runs import load_run, open_run, save_final, save_run, stop_if_nonfinite
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import build_world, load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 

@@ -64,10 +64,11 @@ from nanopref.generate import generate
 from nanopref.losses import (entropy, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,
                              ppo_value_loss, response_logps, whiten)
 from nanopref.model import last_real_index, num_params
-from nanopref.runs import load_run, open_run, save_final, save_run, stop_if_nonfinite
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import encode_chat
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, sampling_copy, shard_model, unsharded)
+                               lr_at, make_optimizer, micro_batches, sampling_copy, shard_model,
+                               stop_if_nonfinite, unsharded)
 from nanopref.world import score as ground_truth
 from nanopref.world.build import build_world, load_world
 

@@ -58,9 +58,9 @@ from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
 from nanopref.losses import bradley_terry_loss, regression_loss
 from nanopref.model import Transformer, last_real_index, num_params
-from nanopref.runs import load_run, open_run, save_final, save_run, stop_if_nonfinite
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 

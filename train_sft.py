@@ -33,10 +33,10 @@ from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.losses import sft_loss
 from nanopref.model import Transformer, model_args, num_params
-from nanopref.runs import load_run, open_run, save_final, save_run, stop_if_nonfinite
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import Tokenizer
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model, unsharded)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite, unsharded)
 from nanopref.world.build import build_world, load_world
 
 

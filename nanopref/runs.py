@@ -17,7 +17,6 @@ import errno
 import fcntl
 import glob
 import json
-import math
 import os
 import random
 import re
@@ -30,7 +29,7 @@ import torch.distributed as dist
 
 from nanopref.checkpoint import DONE, load_model, remove_dir, replace_dir, write_model
 from nanopref.common import dist_info, fault_point, print0, write_json
-from nanopref.training import all_reduce_sum, full_state_dict
+from nanopref.training import full_state_dict
 
 # Config fields a resumed run may change: where and how often it reports, evaluates and saves; not what it trains
 MAY_CHANGE = {"device", "out_dir", "resume", "log_every", "save_every", "stop_after", "eval_every", "eval_limit",
@@ -308,17 +307,3 @@ def load_run(out_dir, model, optimizer, others=None):
         print(f"rank {rank}: {path} has the RNG states of {len(st['rng'])} ranks only; this rank keeps its seed")
     print0(f"resumed from {path} at step {step}")
     return step, st["extra"]
-
-
-def stop_if_nonfinite(step, examples, source, **values):
-    """Call before optimizer.step(): a NaN or infinite loss or gradient norm, on any rank, ends the run here, so no
-    non-finite weights are ever trained on or saved, and the last checkpoint stays as it was. examples: the step's
-    example indices into `source`'s usable rows. Collective under torchrun (every rank stops)."""
-    bad = {k: float(v) for k, v in values.items() if not math.isfinite(float(v))}
-    if not (all_reduce_sum(float(bool(bad))).item() if dist.is_initialized() else bad):
-        return
-    shown = ", ".join(f"{k} {v}" for k, v in bad.items()) or "non-finite values on another rank"
-    more = f" ... ({len(examples)} in all)" if len(examples) > 16 else ""
-    raise SystemExit(f"step {step}: {shown}, on the batch of examples {list(examples)[:16]}{more} of {source}: "
-                     f"stopped before the optimizer step, nothing saved after the last checkpoint (fix the data or the "
-                     f"settings, e.g. a lower --lr, and run again)")

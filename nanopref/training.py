@@ -170,3 +170,17 @@ def batch_order(n, batch_size, epochs, seed, lengths=None, drop_last=True):
 
 def micro_batches(batch, micro_size):
     return [batch[i:i + micro_size] for i in range(0, len(batch), micro_size)]
+
+
+def stop_if_nonfinite(step, examples, source, **values):
+    """Call before optimizer.step(): a NaN or infinite loss or gradient norm, on any rank, ends the run here, so no
+    non-finite weights are ever trained on or saved, and the last checkpoint stays as it was. examples: the step's
+    example indices into `source`'s usable rows. Collective under torchrun (every rank stops)."""
+    bad = {k: float(v) for k, v in values.items() if not math.isfinite(float(v))}
+    if not (all_reduce_sum(float(bool(bad))).item() if dist.is_initialized() else bad):
+        return
+    shown = ", ".join(f"{k} {v}" for k, v in bad.items()) or "non-finite values on another rank"
+    more = f" ... ({len(examples)} in all)" if len(examples) > 16 else ""
+    raise SystemExit(f"step {step}: {shown}, on the batch of examples {list(examples)[:16]}{more} of {source}: "
+                     f"stopped before the optimizer step, nothing saved after the last checkpoint (fix the data or the "
+                     f"settings, e.g. a lower --lr, and run again)")
