@@ -240,7 +240,7 @@ def test_kill_while_deleting_the_checkpoint_after_the_final_save_resumes_as_fini
     with pytest.raises(Killed):
         save_final(out, policy[0], None, None, dict(lr=1.0), 3)
     monkeypatch.undo()
-    assert os.path.exists(tmp_path / "ckpt" / "train_state.pt")  # half deleted, its DONE gone first
+    assert os.path.exists(tmp_path / "ckpt" / "train_state.pt") and not os.path.exists(tmp_path / "ckpt" / "DONE")
     runs.recover(os.path.join(out, "ckpt"))
     assert runs.resume_point(out) == (os.path.join(out, "model"), 3, True)
     fresh, opt = tiny(seed=5)

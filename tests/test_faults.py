@@ -173,3 +173,21 @@ def test_ppo_killed_between_its_two_models_resumes_every_rank_to_the_same_weight
     assert rc == 0 and f"resumed from {fx / 'ppo_kill' / 'ckpt'} at step 1" in out, out[-3000:]
     assert steps_logged(fx / "ppo_kill") == [0, 1, 2]
     assert same_weights(fx / "ppo_full", fx / "ppo_kill")
+
+
+@pytest.mark.slow
+def test_reference_cache_is_keyed_on_the_code_that_computes_it(fx, full, tmp_path):
+    """A copy of train_dpo.py whose log-prob code differs (here, only by a statement in all_logps) must not reuse the
+    cached reference log-probs of the original: the key hashes that code."""
+    src = open(os.path.join(ROOT, "train_dpo.py")).read()
+    changed = src.replace("    was_training = net.training\n", "    was_training = net.training\n    _ = 'changed'\n", 1)
+    assert changed != src
+    (tmp_path / "train_dpo.py").write_text(changed)
+    before = set(os.listdir(fx / "cache"))
+    args = [f"--data={fx / 'pairs.jsonl'}", f"--init={fx / 'init'}", "--eval_pairs=off", f"--ref_cache={fx / 'cache'}",
+            "--recipe=paper", "--batch_size=8", "--micro_batch=8", "--max_len=192", "--max_steps=1", "--device=cpu",
+            f"--out_dir={tmp_path / 'out'}", "--lr=1e-3"]
+    p = subprocess.run([sys.executable, str(tmp_path / "train_dpo.py"), *args], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT), timeout=300)
+    assert p.returncode == 0 and "cached in" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    assert len(set(os.listdir(fx / "cache")) - before) == 1
