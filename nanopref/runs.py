@@ -1,11 +1,10 @@
 """A run directory (--out_dir): its lock, its checkpoints, and where a run (re)starts.
 
-    out_dir/.lock                 flock'd by the run using out_dir (released by the kernel when it ends, however)
-    out_dir/nanopref_config.json  the run's Config, written at the start
-    out_dir/metrics.jsonl         common.MetricsLog
-    out_dir/ckpt/                 while training: the model in HF layout (PPO: + value/), train_state.pt (optimizers,
-                                  every rank's RNG states, step), nanopref_config.json, and DONE, written last
-    out_dir/model/                the final model (HF layout), nanopref_config.json, and DONE once the run finished
+    .lock                 flock'd by the run using out_dir (released by the kernel when it ends, however it ends)
+    nanopref_config.json  the run's Config, written at the start; metrics.jsonl: common.MetricsLog
+    ckpt/                 while training: the model in HF layout (PPO: + value/), train_state.pt (optimizers, every
+                          rank's RNG states, step), nanopref_config.json, and DONE, written last
+    model/                the final model (HF layout), nanopref_config.json, and DONE once the run has finished
 
 A kill at any instant leaves a state to resume from: a directory counts only once its DONE marker is written (after
 every other file, fsynced), deletions remove DONE first, and a kill between replace_dir's two renames leaves the old
@@ -70,14 +69,17 @@ def _candidates(path):
 
 def recover(path):
     """Finish whatever a kill interrupted around `path`: the newest complete one of path, path.old and path.tmp*
-    becomes path, the others are deleted. -> its step, or None."""
+    becomes path, the others are deleted. -> its step, or None. With none complete, path itself is left alone."""
     found = [(_step(d), d) for d in _candidates(path)]
     best = max([f for f in found if f[0] is not None], key=lambda f: f[0], default=(None, None))  # ties: path
     for _, d in found:
-        if d != best[1]:
+        if d != best[1] and (d != path or best[1]):
             remove_dir(d)
     if best[1] not in (None, path):
         os.rename(best[1], path)
+    elif best[1] is None and os.path.isdir(path):
+        print0(f"{path} has no {DONE} marker (an older nanopref's, or half deleted): not resumed; replaced when this "
+               f"run saves")
     return best[0]
 
 
@@ -152,8 +154,7 @@ def save_errors(tmp):
 
 
 class _Recorder:
-    """A file wrapper that keeps the OSError of a failed write: torch.save turns it into a RuntimeError that says
-    only 'unexpected pos' (or 'basic_ios::clear') on a full disk."""
+    """Keeps the OSError of a failed write: torch.save turns it into 'unexpected pos' or 'basic_ios::clear'."""
 
     def __init__(self, f):
         self.f, self.error = f, None
