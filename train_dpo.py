@@ -13,7 +13,7 @@
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
 checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache, one file per
-(reference weights, tokenized pairs, template, max_len, dtype), so reruns and other loss types reuse them.
+(reference weights, tokenized pairs, template, max_len, dtype, code), so reruns and other loss types reuse them.
 
 Departures from the paper's DPO (EasyLM llama_train_dpo.py: sigmoid loss, beta 0.1, lr 5e-7 with 10% warmup then
 linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, clip 1.0, summed log-probs):
