@@ -14,7 +14,7 @@ TRL's explicit-prompt rows (nanopref/data.py); the counts of the rows used and d
 The run directory: out_dir/model (HF layout + tokenizer.model), metrics.jsonl (one row per step), eval_world.json
 and eval_world_samples.jsonl (world only), and ckpt/ while training: a killed run restarts from its last
 checkpoint when run again with the same arguments. Reference log-probs are cached in ref_cache
-(nanopref/cache.py), one file per (reference weights, tokenized pairs, template, max_len, dtype), so reruns and
+(nanopref/cache.py), one file per (reference weights, tokenized pairs, template, max_len, dtype, code), so reruns and
 other loss types reuse them.
 
 Departures from the paper's DPO (EasyLM llama_train_dpo.py: sigmoid loss, beta 0.1, lr 5e-7 with 10% warmup then
@@ -28,7 +28,6 @@ linear decay to 0, 3 epochs, batch 32, AdamW (0.9, 0.95) without weight decay, c
   4. The loss is the mean over all pairs of a batch, however the batch is split into micro-batches and ranks.
 """
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -37,17 +36,18 @@ import torch
 import torch.distributed as dist
 
 from nanopref.cache import reference_logps, score_pairs
-from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, save_model
+from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config
 from nanopref.common import (OUT_DIR, MetricsLog, check_config, parse_config, print0, print_config, require_recipe,
-                             seed_all, write_json, write_jsonl)
+                             seed_all, source_hash, write_json, write_jsonl)
 from nanopref.data import data_summary, load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
 from nanopref.losses import DPO_LOSSES, dpo_loss, sequence_logps
 from nanopref.model import num_params
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import build_world, load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 
@@ -83,6 +83,8 @@ class Config:
     eval_every: int = 100       # steps between evaluations (0: only at the end)
     eval_limit: int | None = None  # world prompts per category (None: all 200)
     save_every: int = 200       # steps between resumable checkpoints (0: never)
+    resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
+                                # arguments; no: delete out_dir's checkpoint and model and start over
     seed: int = 1337            # batch order
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights, reductions and log-softmax)
@@ -118,7 +120,8 @@ if cfg.ref != cfg.init:
     check_same_tokenizer(cfg.ref, "--ref", cfg.init, "--init")  # the reference scores the policy's token ids
 cfg.ref_cache = cfg.ref_cache or os.path.join(OUT_DIR, "cache", "ref_logps")
 print_config(cfg)
-seed_all(cfg.seed)
+seed_all(cfg.seed + rank)  # nothing is initialised at random here: each rank its own stream
+start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refused if the arguments changed)
 
 # -----------------------------------------------------------------------------
 # data, tokenizer and models
@@ -189,8 +192,11 @@ def all_logps(net, batch, desc=None):
 def cached_reference_logps(batch, name):
     """Reference log-probs of `batch` from ref_cache, or computed with the reference weights and cached."""
     compute = lambda: all_logps(get_ref(), batch, desc=f"reference log-probs of {name}")  # noqa: E731
+    # the code that computes them is in the key too (micro_batch and the number of ranks change only padding, so
+    # float rounding: such runs share a cache)
+    code = source_hash(pair_logps, all_logps, score_pairs, sequence_logps, pair_batch, load_model, "nanopref.model")
     return reference_logps(batch, name, cfg.ref, compute, cfg.ref_cache, template=cfg.template,
-                           max_len=cfg.max_len, dtype=cfg.dtype)
+                           max_len=cfg.max_len, dtype=cfg.dtype, code=code)
 
 
 if cfg.precompute_ref:
@@ -206,8 +212,7 @@ batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed,
 total = min(len(batches), cfg.max_steps or len(batches))
 if total == 0:  # never save the initial weights as a trained model
     raise SystemExit(f"{len(pairs)} usable pairs make no batch of {cfg.batch_size}: nothing to train")
-resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)  # a fresh run starts a fresh file
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
 start, _ = load_run(cfg.out_dir, model, optimizer)
 
 
@@ -284,7 +289,10 @@ for step in range(start, total):
     mine = batches[step][rank::n_ranks]
     # sums over this rank's pairs: loss, chosen reward, rejected reward, correct, chosen logp, rejected logp
     sums = torch.zeros(6, dtype=torch.float64)
-    for mb in micro_batches(mine, cfg.micro_batch):
+    mbs = micro_batches(mine, cfg.micro_batch)
+    for j, mb in enumerate(mbs):
+        if dist.is_initialized():  # FSDP2: reduce-scatter gradients only after the last micro-batch, not each one
+            model.set_requires_gradient_sync(j == len(mbs) - 1)
         policy_chosen, policy_rejected, chosen_len, rejected_len = pair_logps(model, [pairs[i] for i in mb])
         if cfg.precompute_ref:
             reference_chosen = ref_chosen[mb].to(device, torch.float32)
@@ -301,6 +309,7 @@ for step in range(start, total):
                              policy_chosen.sum(), policy_rejected.sum()]).detach().double().cpu()
         pairs_seen += len(mb)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    stop_if_nonfinite(step, batches[step], data_path, loss=sums[0], grad_norm=grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     s = (all_reduce_sum(sums) / cfg.batch_size).tolist()
@@ -322,8 +331,7 @@ for step in range(start, total):
 # final model (HF layout + tokenizer) and evaluation
 state = full_state_dict(model)
 if rank == 0:
-    save_model(model, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
-    shutil.rmtree(os.path.join(cfg.out_dir, "ckpt"), ignore_errors=True)  # finished: no resume state needed
+    save_final(cfg.out_dir, model, state, tok, asdict(cfg), total)  # marked finished; the checkpoint deleted
     print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
 metrics = evaluate(total)
 if metrics is not None:

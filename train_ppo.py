@@ -21,8 +21,9 @@ optimizers), advantages whitened per minibatch. (5) One log line. --prompts is "
 or a JSONL of {"messages": [..., user turn]} or {"prompt": "..."} rows.
 
 The run directory: out_dir/model (the policy, HF layout + tokenizer.model), metrics.jsonl (one row per step),
-eval_world.json and eval_world_samples.jsonl (world), reward_norm.json (--reward_norm), and ckpt/ + value/ckpt
-while training: a killed run restarts from its last checkpoint when run again with the same arguments.
+eval_world.json and eval_world_samples.jsonl (world), reward_norm.json (--reward_norm), and ckpt/ (policy, and the
+value model in ckpt/value) while training: a killed run restarts from its last checkpoint when run again with the
+same arguments.
 
 Under FSDP each rank samples its share of the prompts from its own whole copy of the policy
 (training.sampling_copy: gathered one tensor at a time, in bf16 under --dtype=bfloat16), so ranks never wait
@@ -63,7 +64,6 @@ Knobs practitioners use at small scale, off by default (the paper's setting):
 """
 import os
 import random
-import shutil
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -74,7 +74,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from nanopref import losses  # every objective as a pure function: losses.gae, losses.ppo_policy_loss, ...
-from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config, save_model
+from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
                              write_json, write_jsonl)
 from nanopref.data import data_summary, load_prompts
@@ -83,10 +83,11 @@ from nanopref.evals.lm import NanoprefLM
 from nanopref.generate import generate
 from nanopref.model import last_real_index, num_params
 from nanopref.ppo_stats import PPOStats
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import encode_chat
-from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict,
-                               init_distributed, load_run, lr_at, make_optimizer, micro_batches,
-                               sampling_copy, save_run, shard_model, unsharded)
+from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
+                               lr_at, make_optimizer, micro_batches, sampling_copy, shard_model, stop_if_nonfinite,
+                               unsharded)
 from nanopref.world import score as ground_truth
 from nanopref.world.build import build_world, load_world
 
@@ -133,6 +134,8 @@ class Config:
     eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
     save_every: int = 50        # steps between resumable checkpoints (0: never)
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
+    resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
+                                # arguments; no: delete out_dir's checkpoint and model and start over
     seed: int = 1337            # prompt order and sampling
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (autocast, bf16 sampling; fp32 weights and log-softmax)
@@ -174,6 +177,7 @@ cfg.out_dir = cfg.out_dir or {"general": "out/ppo", "math": "out/ppo_math"}.get(
     cfg.prompts, f"out/ppo_{os.path.basename(cfg.prompts).split('.')[0]}")
 print_config(cfg)
 seed_all(cfg.seed + rank)  # each rank samples its own rollouts
+start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refused if the arguments changed)
 
 # -----------------------------------------------------------------------------
 # models: policy (trained), reference (frozen copy of the policy's init), reward (frozen), value (trained,
@@ -222,15 +226,9 @@ n_minibatches = cfg.batch_size // cfg.minibatch
 n_updates = cfg.ppo_epochs * n_minibatches  # optimizer steps per rollout step
 mb_size = cfg.minibatch // n_ranks  # rollouts of one minibatch on this rank
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
-resuming = os.path.exists(os.path.join(cfg.out_dir, "ckpt", "train_state.pt"))
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=resuming)
-start_value, _ = load_run(os.path.join(cfg.out_dir, "value"), value, opt_value)
-start, resumed = load_run(cfg.out_dir, policy, opt_policy)  # resumed: beta and the reward normalisation
-if start != start_value:
-    raise SystemExit(f"{cfg.out_dir}: the policy checkpoint is at step {start} but the value model's at step "
-                     f"{start_value} (killed between the two saves); delete both ckpt directories to start "
-                     f"over")
-if cfg.reward_norm and start and "reward_norm" not in resumed:
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
+start, resumed = load_run(cfg.out_dir, policy, opt_policy, others={"value": (value, opt_value)})  # one checkpoint
+if cfg.reward_norm and start and "reward_norm" not in resumed:  # resumed: beta and the reward normalisation
     raise SystemExit(f"{cfg.out_dir}/ckpt was saved without --reward_norm: resume without it, or start over")
 
 # -----------------------------------------------------------------------------
@@ -315,7 +313,7 @@ def ppo_update(roll, old, idx, update, stats):
     for opt in (opt_policy, opt_value):
         for g in opt.param_groups:
             g["lr"] = lr_at(update, total * n_updates, cfg.lr, cfg.warmup, decay="constant")
-    mbs = micro_batches(list(range(len(idx))), cfg.micro_batch)
+    mbs, loss_sum = micro_batches(list(range(len(idx))), cfg.micro_batch), 0.0
     for j, mb in enumerate(mbs):
         if dist.is_initialized():  # FSDP2: reduce-scatter gradients after the last micro-batch only
             policy.set_requires_gradient_sync(j == len(mbs) - 1)
@@ -329,10 +327,14 @@ def ppo_update(roll, old, idx, update, stats):
                                         cfg.cliprange_value)
         # token mean over the whole minibatch however it is split (x n_ranks: FSDP averages over ranks);
         # one backward: the policy's parameters get pg's gradient, the value model's vf_coef * vf's
-        ((pg.sum() + cfg.vf_coef * vf.sum()) / n_tokens * n_ranks).backward()
+        loss = (pg.sum() + cfg.vf_coef * vf.sum()) / n_tokens * n_ranks
+        loss.backward()
+        loss_sum += loss.item()
         stats.update(pg, pg_clipped, vf, vf_clipped, logps, old["logps"][mb], mmask)
-    stats.grad_norms(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip),
-                     torch.nn.utils.clip_grad_norm_(value.parameters(), cfg.grad_clip))
+    norms = [torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip) for m in (policy, value)]
+    stop_if_nonfinite(update // n_updates, [roll["rows"][i] for i in idx], cfg.prompts, loss=loss_sum,
+                      grad_norm_policy=norms[0], grad_norm_value=norms[1])  # before any non-finite step is taken
+    stats.grad_norms(*norms)
     for opt in (opt_policy, opt_value):
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -427,6 +429,7 @@ for step in range(start, total):
         evaluate(step)
     ids = [keep[i] for i in batches[step][rank::n_ranks]]
     roll = rollout([prompt_ids[i] for i in ids])  # 1. sample with the current policy
+    roll["rows"] = ids  # which prompts (rows of the prompts file), for error messages
     stats = PPOStats()
     if cfg.recompute:  # 2-4. EasyLM's loop: each minibatch scored right before its update
         scored = recompute_step(roll, step, kl_coef, stats)
@@ -450,8 +453,7 @@ for step in range(start, total):
     if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step == total - 1:
         sample_table(step, roll, scored, responses, truth)
     if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total:
-        save_run(os.path.join(cfg.out_dir, "value"), value, opt_value, step + 1, asdict(cfg), tok)
-        save_run(cfg.out_dir, policy, opt_policy, step + 1, asdict(cfg), tok,
+        save_run(cfg.out_dir, policy, opt_policy, step + 1, asdict(cfg), tok, others={"value": (value, opt_value)},
                  extra=dict(kl_coef=kl_coef, **({"reward_norm": norm} if norm else {})))
     if cfg.stop_after and step + 1 == cfg.stop_after:
         raise SystemExit(f"stopping after step {step + 1} as asked (--stop_after); run again to resume")
@@ -460,9 +462,7 @@ for step in range(start, total):
 # final policy (HF layout + tokenizer) and evaluation
 state = full_state_dict(policy)
 if rank == 0:
-    save_model(policy, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
-    for d in ("ckpt", "value"):  # finished: no resume state needed
-        shutil.rmtree(os.path.join(cfg.out_dir, d), ignore_errors=True)
+    save_final(cfg.out_dir, policy, state, tok, asdict(cfg), total)  # marked finished; the checkpoint deleted
     print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
 metrics = evaluate(total)
 if metrics is not None:

@@ -43,7 +43,6 @@ batch 512, AdamW wd 0 with EasyLM's b2 0.95 and clip 1.0, seq len 4096, over-lon
   5. Accuracy counts a tie as half right (RewardBench counts it wrong); standard errors cluster pairs by prompt.
 """
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -51,7 +50,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.distributed as dist
 
-from nanopref.checkpoint import load_model, load_tokenizer, model_config, save_model
+from nanopref.checkpoint import load_model, load_tokenizer, model_config
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
                              write_json)
 from nanopref.data import data_summary, load_preferences, pair_batch, tokenize_pairs
@@ -59,8 +58,9 @@ from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer
 from nanopref.losses import bradley_terry_loss, regression_loss
 from nanopref.model import Transformer, last_real_index, num_params
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import load_world
 from nanopref.world.prefs import DATASETS, ensure_prefs
 
@@ -98,6 +98,8 @@ class Config:
     bon_n: int = 16             # world: Best-of-N at the end with this N (0: skip)
     bon_limit: int | None = 100  # world: prompts per category for Best-of-N (None: all 200)
     save_every: int = 200       # steps between resumable checkpoints (0: never)
+    resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
+                                # arguments; no: delete out_dir's checkpoint and model and start over
     seed: int = 1337            # batch order and the score head's initialisation
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights and reductions)
@@ -129,7 +131,7 @@ rank, n_ranks, device = init_distributed(cfg.device)
 if cfg.batch_size % n_ranks:  # a rank's share may split into uneven micro-batches: the loss is summed, not averaged
     raise SystemExit(f"--batch_size={cfg.batch_size} is not divisible by {n_ranks} ranks")
 print_config(cfg)
-seed_all(cfg.seed)
+seed_all(cfg.seed + rank)  # the score head has its own generator: the same on every rank
 if not on_world and not cfg.sft:
     raise SystemExit("--sft=CHECKPOINT is required with --data=FILE (the SFT model the RM starts from)")
 if not os.path.exists(cfg.sft):
@@ -139,6 +141,7 @@ if not os.path.exists(cfg.sft):
 model_config(cfg.sft, head="lm", flag="--sft")  # its config, before any work: unreadable, or already a reward model
 if on_world and os.path.exists(cfg.policy):
     model_config(cfg.policy, head="lm", flag="--policy")  # it samples the world's preference data
+start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refused if the arguments changed)
 
 # -----------------------------------------------------------------------------
 # data
@@ -227,7 +230,7 @@ lengths = [len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in
 batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed, lengths=lengths)
 total = min(len(batches), cfg.max_steps or len(batches))
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=True)
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
 start, _ = load_run(cfg.out_dir, model, optimizer)
 
 
@@ -275,6 +278,7 @@ for step in range(start, total):
                                  rejected_r.sum().double()]).cpu()
         seen += len(mb)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    stop_if_nonfinite(step, batches[step], train_path, loss=sums[0], grad_norm=grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if step % cfg.log_every == 0 or step == total - 1:
@@ -293,9 +297,7 @@ for step in range(start, total):
 state = full_state_dict(model)
 final = os.path.join(cfg.out_dir, "model")
 finish_distributed(leave=rank != 0)  # under torchrun the other ranks end here; rank 0 evaluates what it saved
-save_model(model, final, tokenizer=tok, state=state)
-write_json(os.path.join(final, "nanopref_config.json"), dict(asdict(cfg), target_mean=t_mean, target_std=t_std))
-shutil.rmtree(os.path.join(cfg.out_dir, "ckpt"), ignore_errors=True)  # finished: no resume state needed
+save_final(cfg.out_dir, model, state, tok, dict(asdict(cfg), target_mean=t_mean, target_std=t_std), total)
 print0(f"saved {final} ({time.time() - t0:.0f}s of training)")
 rm = load_model(final, device=device, dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32)
 results = dict(accuracy=evaluate(total, rm))

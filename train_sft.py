@@ -18,14 +18,14 @@ Departures from the paper's SFT (Tulu 2: lr 2e-5, batch 128, 2 epochs, warmup 3%
 """
 import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
 
-from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, model_config, save_model
+from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, model_config
 from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
                              write_json, write_jsonl)
 from nanopref.data import data_summary, load_sft, pad_right, tokenize_sft
@@ -33,9 +33,10 @@ from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM
 from nanopref.losses import sft_loss
 from nanopref.model import Transformer, model_args, num_params
+from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import Tokenizer
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               load_run, lr_at, make_optimizer, micro_batches, save_run, shard_model, unsharded)
+                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite, unsharded)
 from nanopref.world.build import build_world, load_world
 
 
@@ -62,6 +63,8 @@ class Config:
     eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
     save_every: int = 200       # steps between resumable checkpoints (0: never)
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
+    resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
+                                # arguments; no: delete out_dir's checkpoint and model and start over
     seed: int = 1337            # batch order and initialisation
     device: str = "auto"        # auto (cuda if available), cpu, cuda, cuda:N
     dtype: str = "float32"      # float32 | bfloat16 (bf16 compute; fp32 master weights, reductions and log-softmax)
@@ -86,6 +89,7 @@ if cfg.batch_size % (cfg.micro_batch * n_ranks):
                      f"{n_ranks} ranks")
 print_config(cfg)
 seed_all(cfg.seed)
+start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refused if the arguments changed)
 
 # -----------------------------------------------------------------------------
 # data, tokenizer and model
@@ -105,6 +109,7 @@ if cfg.init is not None:
 else:
     model = Transformer(model_args(cfg.preset, vocab_size=tok.vocab_size))
     model.init_weights()
+seed_all(cfg.seed + rank)  # the init above is the same on every rank; from here each rank has its own stream
 model.train()
 print0(f"model: {num_params(model) / 1e6:.2f}M parameters, vocab {tok.vocab_size}, on {device}")
 if cfg.max_len > model.args.max_seq_len:
@@ -123,7 +128,7 @@ if total == 0:  # never save the initial weights as a trained model
     raise SystemExit(f"{len(examples)} usable conversations make no batch of {cfg.batch_size}: nothing to train")
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 start, _ = load_run(cfg.out_dir, model, optimizer)
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), resume=start > 0)
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
 
 
 def evaluate(step):
@@ -154,7 +159,10 @@ for step in range(start, total):
     mine = batches[step][rank::n_ranks]
     n_tokens = all_reduce_sum(sum(sum(examples[i][1]) for i in mine)).item()  # response tokens in the whole batch
     loss_sum = 0.0
-    for mb in micro_batches(mine, cfg.micro_batch):
+    mbs = micro_batches(mine, cfg.micro_batch)
+    for j, mb in enumerate(mbs):
+        if dist.is_initialized():  # FSDP2: reduce-scatter gradients only after the last micro-batch, not each one
+            model.set_requires_gradient_sync(j == len(mbs) - 1)
         tokens, loss_mask, _ = pad_right([examples[i][0] for i in mb], [examples[i][1] for i in mb], tok.pad_id)
         tokens, loss_mask = tokens.to(device), loss_mask.to(device)
         with autocast:
@@ -165,6 +173,7 @@ for step in range(start, total):
         loss_sum += nll.item()
         tokens_seen += tokens.numel()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    stop_if_nonfinite(step, batches[step], cfg.data, loss=loss_sum, grad_norm=grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if step % cfg.log_every == 0 or step == total - 1:
@@ -182,8 +191,7 @@ for step in range(start, total):
 # final model (HF layout + tokenizer) and evaluation
 state = full_state_dict(model)
 if rank == 0:
-    save_model(model, os.path.join(cfg.out_dir, "model"), tokenizer=tok, state=state)
-    shutil.rmtree(os.path.join(cfg.out_dir, "ckpt"), ignore_errors=True)  # finished: no resume state needed
+    save_final(cfg.out_dir, model, state, tok, asdict(cfg), total)  # marked finished; the checkpoint deleted
     print0(f"saved {cfg.out_dir}/model ({time.time() - t0:.0f}s of training)")
 metrics = evaluate(total)
 if metrics is not None:

@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from nanopref.common import InputError
+from nanopref.common import InputError, fault_point
 from nanopref.model import ModelArgs, Transformer
 from nanopref.tokenizer import Tokenizer
 
@@ -337,10 +337,10 @@ def hf_config(args: ModelArgs, dtype, tok=None):
     return cfg
 
 
-def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
+def write_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
     """Write the HF layout (config.json, model.safetensors or sharded model-0000i-of-0000n.safetensors + index,
-    tokenizer.model if given) atomically: into a temp directory renamed over `path` at the end.
-    state: a full state dict to write instead of model.state_dict() (e.g. gathered from FSDP shards)."""
+    tokenizer.model if given) into the directory `path`. state: a full state dict to write instead of
+    model.state_dict() (e.g. gathered from FSDP shards)."""
     args = model.args
     state = {k: v.detach() for k, v in (state if state is not None else model.state_dict()).items()}
     if args.tie_embeddings:
@@ -361,31 +361,51 @@ def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=N
             size = 0
         shards[-1].append(name)
         size += nbytes
-    tmp = path.rstrip("/") + f".tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     weight_map = {}
     for i, names in enumerate(shards):
         fname = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file({n: hf[n] for n in names}, os.path.join(tmp, fname), metadata={"format": "pt"})
+        save_file({n: hf[n] for n in names}, os.path.join(path, fname), metadata={"format": "pt"})
         weight_map.update({n: fname for n in names})
     if len(shards) > 1:
         total = sum(t.numel() * t.element_size() for t in hf.values())
-        with open(os.path.join(tmp, "model.safetensors.index.json"), "w") as f:
+        with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-    with open(os.path.join(tmp, "config.json"), "w") as f:
+    with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(hf_config(args, dtype, tokenizer), f, indent=2)
     if tokenizer is not None:
-        shutil.copyfile(tokenizer.path, os.path.join(tmp, "tokenizer.model"))
+        shutil.copyfile(tokenizer.path, os.path.join(path, "tokenizer.model"))
+
+
+def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
+    """write_model atomically: into a temp directory renamed over `path` at the end."""
+    tmp = path.rstrip("/") + f".tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    write_model(model, tmp, tokenizer, max_shard_bytes, dtype, state)
     replace_dir(tmp, path)
+
+
+DONE = "DONE"  # written last into a run's checkpoint or final model: the directory is complete ({"step": N})
+
+
+def remove_dir(path):
+    """Delete a directory so that no kill midway leaves it looking complete: its DONE marker goes first."""
+    if not os.path.isdir(path):
+        return
+    if os.path.exists(os.path.join(path, DONE)):
+        os.remove(os.path.join(path, DONE))
+    fault_point("remove:" + os.path.basename(path))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def replace_dir(tmp, path):
     """Move directory tmp to path, replacing any old one, so that `path` is always either the old or the new
-    complete directory (a crash between the two renames leaves the old one at path + '.old')."""
+    complete directory (a kill between the two renames leaves the old one at path + '.old' and the new at tmp:
+    runs.recover picks the newer)."""
     old = path.rstrip("/") + ".old"
-    shutil.rmtree(old, ignore_errors=True)
+    remove_dir(old)
     if os.path.exists(path):
         os.rename(path, old)
+    fault_point("replace_dir:between_renames")
     os.rename(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_dir(old)

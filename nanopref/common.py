@@ -2,6 +2,7 @@
 distributed init, seeding and per-run metric logging. Scripts import from here; nothing here
 knows about any algorithm."""
 import dataclasses
+import hashlib
 import inspect
 import json
 import math
@@ -138,6 +139,7 @@ CHECKS = dict(
     lam=(lambda v: 0 <= v <= 1, "in [0, 1]"), dtype=(lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     template=(lambda v: v in ("tulu", "llama2", "none"), "tulu, llama2 or none"),
     device=(lambda v: v == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?|mps", v), "auto, cpu, cuda, cuda:N or mps"),
+    resume=(lambda v: v in ("auto", "force", "no"), "auto, force or no"),
 )
 
 
@@ -284,14 +286,19 @@ def autodevice(device="auto"):
 
 
 class MetricsLog:
-    """One JSONL file per run: each `log(step, **metrics)` appends a line and prints one line."""
+    """One JSONL file per run: each `log(step, **metrics)` appends a line and prints one line. A run that starts at
+    step `start` keeps only the rows of earlier steps (rewritten atomically): a killed run's rows logged after its
+    last checkpoint are logged again by the resumed run, never twice; start 0 begins an empty file."""
 
-    def __init__(self, path, resume=False):
+    def __init__(self, path, start=0):
         self.path = path
         if is_main():
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            if not resume and os.path.exists(path):
-                os.remove(path)
+            if os.path.exists(path):
+                with open(path) as f:
+                    # a line torn by a kill has no newline yet: dropped too
+                    keep = [line for line in f if line.endswith("\n") and json.loads(line)["step"] < start]
+                atomic_write(path, lambda f: f.writelines(keep))
         self.t0 = time.time()
 
     def log(self, step, quiet=False, **metrics):
@@ -303,3 +310,27 @@ class MetricsLog:
         if not quiet:
             parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
             print(f"step {step:5d} | " + " | ".join(parts), flush=True)
+
+
+def source_hash(*objs):
+    """sha256 of the source of functions, classes or modules (by object or module name): a cache keyed on it is
+    rebuilt when the code that computed its content changes."""
+    import importlib
+    objs = [importlib.import_module(o) if isinstance(o, str) else o for o in objs]
+    return hashlib.sha256("".join(inspect.getsource(o) for o in objs).encode()).hexdigest()
+
+
+def fault_point(name):
+    """For tests only: NANOPREF_FAULT=name (or name@k) ends the process right here, as a kill -9 would (no cleanup,
+    exit code 137), the first (k-th) time it passes fault_point(name). Tests use it to kill a run inside each window
+    of a checkpoint save; outside them the variable is unset and this does nothing."""
+    want = os.environ.get("NANOPREF_FAULT", "")
+    target, _, k = want.partition("@")
+    if target == name:
+        _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+        if _FAULT_HITS[name] == int(k or 1):
+            sys.stdout.flush()
+            os._exit(137)
+
+
+_FAULT_HITS = {}

@@ -1,5 +1,5 @@
 """Training mechanism shared by the train_*.py scripts: distributed init and FSDP2 sharding, the optimizer and LR
-schedule, a deterministic resumable batch order, and run checkpoints that are written atomically and resumed.
+schedule, and a deterministic resumable batch order (run directories and their checkpoints: nanopref/runs.py).
 
 Distributed mode is detected from torchrun's environment, so every script runs unchanged under `python` and
 `torchrun --nproc_per_node=N`. All sharding is `shard_model`, used for policy, reference, reward and value models.
@@ -12,8 +12,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from nanopref.checkpoint import replace_dir, save_model
-from nanopref.common import autodevice, dist_info, print0, write_json
+from nanopref.common import autodevice, dist_info
 
 
 def init_distributed(device="auto"):
@@ -209,61 +208,15 @@ def micro_batches(batch, micro_size):
     return [batch[i:i + micro_size] for i in range(0, len(batch), micro_size)]
 
 
-# -----------------------------------------------------------------------------
-# run checkpoints: out_dir/ckpt holds the model in HF layout plus train_state.pt, replaced atomically
-
-
-def save_run(out_dir, model, optimizer, step, config, tokenizer=None, extra=None):
-    """Save model (HF layout) + optimizer/RNG/step to out_dir/ckpt atomically. Collective under FSDP."""
-    state = full_state_dict(model)
-    optim = optimizer.state_dict() if not dist.is_initialized() else _full_optim_state(model, optimizer)
-    if dist_info()[0] == 0:
-        ckpt = os.path.join(out_dir, "ckpt")
-        tmp = ckpt + ".tmp"
-        save_model(model, tmp, tokenizer=tokenizer, state=state)
-        torch.save(dict(optimizer=optim, step=step, config=config, extra=extra or {},
-                        rng=torch.get_rng_state(), py_rng=random.getstate()), os.path.join(tmp, "train_state.pt"))
-        write_json(os.path.join(tmp, "nanopref_config.json"), config)
-        replace_dir(tmp, ckpt)
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _full_optim_state(model, optimizer):
-    """The optimizer's state gathered by hand, in torch.distributed.checkpoint's "full state dict" format (state and
-    param_groups keyed by parameter name), which load_run's set_optimizer_state_dict reads. Collective under FSDP:
-    one all-gather per state tensor in parameter order, the same on every rank; only rank 0 keeps the tensors."""
-    names = {p: n for n, p in model.named_parameters()}
-    state, groups = {}, []
-    for g in optimizer.param_groups:
-        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [names[p] for p in g["params"]]})
-        for p in g["params"]:
-            for k, v in optimizer.state.get(p, {}).items():
-                full = v.full_tensor() if hasattr(v, "full_tensor") else v
-                if dist.get_rank() == 0:
-                    state.setdefault(names[p], {})[k] = full.detach().cpu()
-    return dict(state=state, param_groups=groups)
-
-
-def load_run(out_dir, model, optimizer):
-    """If out_dir/ckpt exists, load its weights and optimizer state into model/optimizer and return
-    (step, extra); else (0, {}). The model must already be built with the same shapes (and sharded, if FSDP)."""
-    from nanopref.checkpoint import load_model
-    ckpt = os.path.join(out_dir, "ckpt")
-    if not os.path.exists(os.path.join(ckpt, "train_state.pt")):
-        return 0, {}
-    saved = load_model(ckpt).state_dict()
-    st = torch.load(os.path.join(ckpt, "train_state.pt"), map_location="cpu", weights_only=False)
-    if dist.is_initialized():
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
-        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
-        set_model_state_dict(model, saved, options=opts)
-        set_optimizer_state_dict(model, optimizer, st["optimizer"], options=opts)
-    else:
-        model.load_state_dict(saved)
-        optimizer.load_state_dict(st["optimizer"])
-    torch.set_rng_state(st["rng"])
-    random.setstate(st["py_rng"])
-    print0(f"resumed from {ckpt} at step {st['step']}")
-    return st["step"], st["extra"]
+def stop_if_nonfinite(step, examples, source, **values):
+    """Call before optimizer.step(): a NaN or infinite loss or gradient norm, on any rank, ends the run here, so no
+    non-finite weights are ever trained on or saved, and the last checkpoint stays as it was. examples: the step's
+    example indices into `source`'s usable rows. Collective under torchrun (every rank stops)."""
+    bad = {k: float(v) for k, v in values.items() if not math.isfinite(float(v))}
+    if not (all_reduce_sum(float(bool(bad))).item() if dist.is_initialized() else bad):
+        return
+    shown = ", ".join(f"{k} {v}" for k, v in bad.items()) or "non-finite values on another rank"
+    more = f" ... ({len(examples)} in all)" if len(examples) > 16 else ""
+    raise SystemExit(f"step {step}: {shown}, on the batch of examples {list(examples)[:16]}{more} of {source}: "
+                     f"stopped before the optimizer step, nothing saved after the last checkpoint (fix the data or the "
+                     f"settings, e.g. a lower --lr, and run again)")

@@ -1,15 +1,25 @@
-"""Checkpoints: Meta layout == HF layout, save -> load exact, transformers loads what we save, clear errors."""
+"""Checkpoints: Meta layout == HF layout, save -> load exact, transformers loads what we save, clear errors; run
+checkpoints (runs.py) found after a kill in any window of a save, config checks, the out_dir lock, a full disk."""
+import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
 
+from nanopref import runs
 from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, save_model
-from nanopref.common import InputError
+from nanopref.common import InputError, MetricsLog
 from nanopref.model import Transformer, model_args, score_last
+from nanopref.runs import load_run, save_final, save_run
 from nanopref.tokenizer import Tokenizer
+from nanopref.training import make_optimizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 transformers = pytest.importorskip("transformers")
 
@@ -158,3 +168,207 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         save_model(model, str(tmp_path / "ckpt"))
     assert open(tmp_path / "ckpt" / "model.safetensors", "rb").read() == before
     assert load_model(str(tmp_path / "ckpt")) is not None
+
+
+# -----------------------------------------------------------------------------
+# run directories (nanopref/runs.py): a kill in any window of a save leaves a state that resumes at the right step
+
+
+class Killed(BaseException):
+    """Raised where common.fault_point would end the process: the files on disk are what a kill -9 leaves."""
+
+
+def kill_at(monkeypatch, point, hit):
+    """Make the hit-th pass through fault_point(point) raise Killed (the scripts' tests do it with os._exit)."""
+    import nanopref.checkpoint as ck
+    seen = []
+
+    def fault(name):
+        if name == point:
+            seen.append(name)
+            if len(seen) == hit:
+                raise Killed(point)
+    monkeypatch.setattr(ck, "fault_point", fault)
+    monkeypatch.setattr(runs, "fault_point", fault)
+
+
+def tiny(head="lm", seed=0):
+    torch.manual_seed(seed)
+    model = Transformer(model_args("test", head=head))
+    model.init_weights()
+    return model, make_optimizer(model, 1e-2)
+
+
+def train_and_save(out, steps, policy, value, snapshots):
+    """One optimizer step per model per step, then a checkpoint of both (as PPO saves); snapshots[s]: weights at s."""
+    x = torch.randint(0, 512, (2, 8))
+    for s in range(1, steps + 1):
+        for m, opt in (policy, value):
+            m(x).float().square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+        snapshots[s] = {k: v.clone() for k, v in policy[0].state_dict().items()}
+        save_run(out, *policy, s, dict(lr=1.0), others={"value": value})
+
+
+@pytest.mark.parametrize("point, hit, step", [
+    ("replace_dir:between_renames", 1, 1),  # the first save, no old one: ckpt.tmp alone, complete
+    ("replace_dir:between_renames", 2, 2),  # ckpt.old (step 1) and ckpt.tmp (step 2), both complete: the newer
+    ("save:before_done", 2, 1),             # ckpt.tmp written but not marked: ignored
+    ("save_run:between_models", 3, 1),      # the second save's policy written, its value model not: ignored
+    ("remove:ckpt.old", 1, 2),              # the old one being deleted after the swap (its DONE goes first)
+])
+def test_kill_in_any_window_resumes_from_the_newest_complete_checkpoint(tmp_path, monkeypatch, point, hit, step):
+    out, snapshots = str(tmp_path), {}
+    kill_at(monkeypatch, point, hit)
+    with pytest.raises(Killed):
+        train_and_save(out, 3, tiny(), tiny("scalar", 1), snapshots)
+    monkeypatch.undo()
+    assert runs.recover(os.path.join(out, "ckpt")) == step
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]  # the leftovers are gone
+    (policy, opt), (value, vopt) = tiny(seed=5), tiny("scalar", 6)
+    assert load_run(out, policy, opt, others={"value": (value, vopt)}) == (step, {})
+    assert all(torch.equal(v, snapshots[step][k]) for k, v in policy.state_dict().items())
+    assert opt.state_dict()["state"][0]["step"] == step == vopt.state_dict()["state"][0]["step"]
+
+
+def test_kill_while_deleting_the_checkpoint_after_the_final_save_resumes_as_finished(tmp_path, monkeypatch):
+    out, snapshots = str(tmp_path), {}
+    policy, value = tiny(), tiny("scalar", 1)
+    train_and_save(out, 2, policy, value, snapshots)
+    kill_at(monkeypatch, "remove:ckpt", 1)
+    with pytest.raises(Killed):
+        save_final(out, policy[0], None, None, dict(lr=1.0), 3)
+    monkeypatch.undo()
+    assert os.path.exists(tmp_path / "ckpt" / "train_state.pt") and not os.path.exists(tmp_path / "ckpt" / "DONE")
+    runs.recover(os.path.join(out, "ckpt"))
+    assert runs.resume_point(out) == (os.path.join(out, "model"), 3, True)
+    fresh, opt = tiny(seed=5)
+    assert load_run(out, fresh, opt) == (3, {})  # the finished weights, not trained again
+    assert all(torch.equal(v, policy[0].state_dict()[k]) for k, v in fresh.state_dict().items())
+
+
+@dataclass
+class Cfg:
+    out_dir: str
+    lr: float = 3e-3
+    log_every: int = 10
+    resume: str = "auto"
+
+
+def reopen(cfg):
+    """open_run as a new process would: this process's lock on the directory released first."""
+    if runs._lock is not None:
+        runs._lock.close()
+        runs._lock = None
+    return runs.open_run(cfg)
+
+
+def test_resume_refuses_changed_arguments_unless_forced(tmp_path):
+    out = str(tmp_path)
+    assert reopen(Cfg(out)) == 0
+    assert json.load(open(tmp_path / "nanopref_config.json")) == asdict(Cfg(out))
+    save_run(out, *tiny(), 5, asdict(Cfg(out)))
+    with pytest.raises(SystemExit, match=r"checkpoint at step 5 of a run with other arguments: lr: 0.003 -> 0.5\. "
+                                         r".*--resume=force"):
+        reopen(Cfg(out, lr=0.5))
+    assert reopen(Cfg(out, log_every=1)) == 5  # how often it logs may change
+    assert reopen(Cfg(out, lr=0.5, resume="force")) == 5
+    assert json.load(open(tmp_path / "nanopref_config.json"))["lr"] == 0.5
+    save_final(out, tiny()[0], None, None, asdict(Cfg(out)), 9)
+    assert reopen(Cfg(out)) == 9  # finished: not trained again
+    with pytest.raises(SystemExit, match=r"a finished run \(step 9\).*lr: 0.003 -> 0.5.*--resume=no"):
+        reopen(Cfg(out, lr=0.5, resume="force"))  # no optimizer state to go on with
+    assert reopen(Cfg(out, lr=0.5, resume="no")) == 0
+    assert not os.path.exists(tmp_path / "model") and not os.path.exists(tmp_path / "ckpt")
+    runs._lock.close()
+
+
+def test_second_run_in_the_same_out_dir_is_refused(tmp_path):
+    """A helper process holds the lock; this process may not take it, and gets it once the holder is gone."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nanopref.runs import lock; lock(sys.argv[1]);"
+                               " print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=f"{tmp_path} is in use by another run \\(pid {holder.pid}\\)"):
+            reopen(Cfg(str(tmp_path)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reopen(Cfg(str(tmp_path))) == 0  # the kernel released the dead holder's lock
+    runs._lock.close()
+
+
+def test_metrics_rows_of_the_resumed_steps_are_dropped(tmp_path):
+    path = str(tmp_path / "metrics.jsonl")
+    log = MetricsLog(path)
+    for s in range(5):
+        log.log(s, quiet=True, loss=1.0)
+    with open(path, "a") as f:
+        f.write('{"step": 5, "lo')  # torn by a kill
+    MetricsLog(path, start=3)
+    assert [json.loads(line)["step"] for line in open(path)] == [0, 1, 2]
+    MetricsLog(path)
+    assert open(path).read() == ""
+
+
+def test_disk_full_names_enospc_and_the_path_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    import nanopref.checkpoint as ck
+    from safetensors import SafetensorError
+    out = str(tmp_path)
+    model, opt = tiny()
+    save_run(out, model, opt, 1, {})
+
+    def full_safetensors(*a, **k):  # what safetensors raises on a full disk
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(ck, "save_file", full_safetensors)
+    with pytest.raises(SystemExit, match=r"saving .*ckpt\.tmp failed: ENOSPC \(No space left on device\)"):
+        save_run(out, model, opt, 2, {})
+    monkeypatch.undo()
+
+    class Full:  # a file whose writes fail after 1000 bytes, as on a full disk: torch.save calls it a RuntimeError
+        def __init__(self, path, mode):
+            self.f, self.n = open(path, mode), 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(b)
+
+        def flush(self):
+            self.f.flush()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+    monkeypatch.setattr(runs, "open", Full, raising=False)
+    with pytest.raises(SystemExit, match=r"saving .*ckpt\.tmp/train_state\.pt failed: ENOSPC"):
+        save_run(out, model, opt, 2, {})
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"] and runs.resume_point(out)[1] == 1  # nothing replaced
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs: room for one checkpoint of the test model with its Adam state (2 MB), not for a second."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(d)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root and mount rights")
+    yield d
+    subprocess.run(["umount", "-l", str(d)])
+
+
+def test_real_full_disk(small_disk):
+    model, opt = tiny()
+    model(torch.randint(0, 512, (2, 8))).square().mean().backward()
+    opt.step()  # now the optimizer has state to save
+    save_run(str(small_disk), model, opt, 1, {})
+    with pytest.raises(SystemExit, match=r"saving .*disk/ckpt\.tmp\S* failed: ENOSPC \(No space left on device\)"):
+        save_run(str(small_disk), model, opt, 2, {})
+    assert runs.resume_point(str(small_disk))[1] == 1 and not os.path.exists(small_disk / "ckpt.tmp")
