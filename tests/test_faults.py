@@ -96,7 +96,8 @@ def test_killed_in_a_window_resumes_to_the_same_weights(fx, full, fault, resumed
     assert resumed.format(ckpt=fx / name / "ckpt", model=fx / name / "model") in out
     assert steps_logged(fx / name) == [0, 1, 2, 3]  # each step once
     assert same_weights(full, fx / name)
-    assert sorted(os.listdir(fx / name)) == [".lock", "metrics.jsonl", "model", "nanopref_config.json"]
+    assert sorted(os.listdir(fx / name)) == [".lock", "data_stats.json", "metrics.jsonl", "model",
+                                             "nanopref_config.json"]
 
 
 @pytest.mark.slow
@@ -127,8 +128,9 @@ def test_second_run_in_a_locked_out_dir_stops_at_once(fx):
     assert "Traceback" not in out and not os.path.exists(fx / "locked" / "metrics.jsonl")
 
 
-def test_rm_nan_rating_stops_before_the_first_step(fx):
-    """--loss=regression with one NaN score_chosen: its z-scored targets are all NaN, and so is the first loss."""
+def test_rm_nan_rating_is_refused_before_the_first_step(fx):
+    """--loss=regression with one NaN score_chosen: once its z-scored targets were all NaN and so was every loss;
+    now the row is refused where the data is read, naming its file:line (non-finite losses: test_huge_lr_...)."""
     argv = ["train_rm.py", f"--sft={fx / 'init'}", f"--data={fx / 'nan.jsonl'}", "--eval_data=off", "--recipe=paper",
             f"--out_dir={fx / 'rm_nan'}", "--loss=regression", "--batch_size=8", "--max_steps=2", "--max_len=192",
             "--bon_n=0", "--device=cpu"]
@@ -138,8 +140,7 @@ def test_rm_nan_rating_stops_before_the_first_step(fx):
             runpy.run_path(os.path.join(ROOT, "train_rm.py"), run_name="__main__")
     finally:
         sys.argv = old
-    assert str(e.value).startswith("step 0: loss nan, grad_norm nan, on the batch of examples [")
-    assert f"of {fx / 'nan.jsonl'}: stopped before the optimizer step" in str(e.value)
+    assert f"{fx / 'nan.jsonl'}:6: field 'score_chosen' must be a finite number" in str(e.value)
     assert not os.path.exists(fx / "rm_nan" / "model")
 
 
@@ -177,10 +178,11 @@ def test_ppo_killed_between_its_two_models_resumes_every_rank_to_the_same_weight
 
 @pytest.mark.slow
 def test_reference_cache_is_keyed_on_the_code_that_computes_it(fx, full, tmp_path):
-    """A copy of train_dpo.py whose log-prob code differs (here, only by a statement in all_logps) must not reuse the
+    """A copy of train_dpo.py whose log-prob code differs (here, only by a statement in pair_logps) must not reuse the
     cached reference log-probs of the original: the key hashes that code."""
     src = open(os.path.join(ROOT, "train_dpo.py")).read()
-    changed = src.replace("    was_training = net.training\n", "    was_training = net.training\n    _ = 'changed'\n", 1)
+    line = "    tokens, loss_mask, _ = pair_batch(batch, tok.pad_id)  # (2B, T)\n"
+    changed = src.replace(line, "    _ = 'changed'\n" + line, 1)
     assert changed != src
     (tmp_path / "train_dpo.py").write_text(changed)
     before = set(os.listdir(fx / "cache"))
