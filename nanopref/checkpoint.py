@@ -7,6 +7,7 @@ each head (rotate_half); Meta's code rotates *consecutive pairs*. We keep Meta's
 loading an HF checkpoint undoes the permutation and saving redoes it.
 """
 import glob
+import hashlib
 import json
 import os
 import re
@@ -175,6 +176,17 @@ def resolve(path):
             os.path.exists(os.path.join(path, "model", "config.json")):
         return os.path.join(path, "model")
     return path
+
+
+def fingerprint(path):
+    """sha256 of a checkpoint's weights and config files (a run directory resolves to its model): cache keys of
+    what a checkpoint's samples make (the on-policy preference data, Best-of-N samples)."""
+    path, h = resolve(path), hashlib.sha256()
+    for f in sorted(os.listdir(path)):
+        if f.endswith((".safetensors", ".json")):
+            with open(os.path.join(path, f), "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
 
 
 def load_model(path, device="cpu", dtype=None):

@@ -9,9 +9,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import torch
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Real benchmark / preference files. One setting for tests, evaluators and loaders.
 DATA_DIR = os.environ.get("NANOPREF_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -147,7 +144,12 @@ def write_json(path, obj):
 # runtime
 
 
+# torch and numpy are imported where used: the world (nanopref.world) uses this module's file helpers without torch
+
+
 def seed_all(seed):
+    import numpy as np
+    import torch
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -169,6 +171,7 @@ def print0(*args, **kwargs):
 
 
 def autodevice(device="auto"):
+    import torch
     if device != "auto":
         return torch.device(device)
     if torch.cuda.is_available():

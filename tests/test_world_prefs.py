@@ -42,7 +42,7 @@ def test_all_pairs_knob_pairs_the_chosen_with_every_worse_candidate(monkeypatch)
 
 
 def test_cache_key_follows_the_code(tmp_path):
-    for name in ("prefs.py", "oracle.py", "scorers.py", "perturb.py"):
+    for name in ("prefs.py", "pool.py", "oracle.py", "scorers.py", "perturb.py"):
         shutil.copy(os.path.join(os.path.dirname(prefs.__file__), name), tmp_path / name)
     before = prefs.code_hash(tmp_path)
     assert before == prefs.code_hash()

@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from nanopref.checkpoint import resolve
+from nanopref.checkpoint import fingerprint
 from nanopref.common import OUT_DIR, read_jsonl, write_jsonl
 from nanopref.data import load_preferences, pad_right, tokenize_pairs
 from nanopref.evals.world import mean_se
@@ -148,9 +148,8 @@ def cached_candidates(policy, world, n=16, limit=None, seed=0, device="cpu", max
     """sample_candidates from the checkpoint at `policy`, cached in out/cache under a key of the policy's weights
     and the sampling settings, so that every reward model (and evaluate.py) reranks the very same samples."""
     from nanopref.evals.lm import NanoprefLM
-    from nanopref.world.prefs import _fingerprint  # sha256 of the checkpoint's weights and config
     ids = [ex["id"] for c in CATEGORIES for ex in world["eval"][c]]  # the world's eval prompts
-    key = json.dumps([_fingerprint(resolve(policy)), ids, n, limit, seed, max_new_tokens, temperature])
+    key = json.dumps([fingerprint(policy), ids, n, limit, seed, max_new_tokens, temperature])
     path = os.path.join(cache_dir or os.path.join(OUT_DIR, "cache"),
                         f"bon_{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl")
     if os.path.exists(path):
