@@ -25,6 +25,8 @@ SPLITS = {"test": "eval", "val": "val"}  # split -> load_world's key
 def _split(world, split):
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    if world[SPLITS[split]] is None:
+        raise ValueError(f"{world['dir']} has no eval_val.jsonl: a world built before the validation split")
     return world[SPLITS[split]]
 
 

@@ -170,8 +170,10 @@ def load_world(path):
     with open(os.path.join(path, "kb.json")) as f:
         kb = json.load(f)
     evals = {c: read_jsonl(os.path.join(path, f"eval_{c}.jsonl")) for c in CATEGORIES}
-    val = read_jsonl(os.path.join(path, "eval_val.jsonl"))
-    return dict(kb=kb, eval=evals, val={c: [ex for ex in val if ex["category"] == c] for c in CATEGORIES}, dir=path)
+    val_path = os.path.join(path, "eval_val.jsonl")  # absent from a frozen world of before VERSION 2
+    val = read_jsonl(val_path) if os.path.exists(val_path) else None
+    val = val and {c: [ex for ex in val if ex["category"] == c] for c in CATEGORIES}
+    return dict(kb=kb, eval=evals, val=val, dir=path)
 
 
 def subtype_mix(rows):
