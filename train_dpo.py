@@ -49,7 +49,8 @@ from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
                                lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import build_world, load_world
-from nanopref.world.prefs import DATASETS, ensure_prefs
+from nanopref.onpolicy import ensure_prefs
+from nanopref.world.prefs import DATASETS
 
 
 @dataclass
@@ -128,12 +129,12 @@ start = open_run(cfg)  # locks out_dir; the step a killed run left off at (refus
 world, data_path, eval_path = None, cfg.data, cfg.eval_pairs
 if on_world:
     prefs = cfg.prefs_dir
-    if not prefs:  # built from the SFT samples once (cached until the SFT model changes); rank 0 builds
+    if not prefs:  # built once and cached (the *_onpolicy sets from the SFT model's samples); rank 0 builds
         if rank == 0:
-            prefs = ensure_prefs(cfg.init, cfg.world_seed)
+            prefs = ensure_prefs(cfg.init, cfg.world_seed, names=[cfg.data])
         if dist.is_initialized():
             dist.barrier()
-        prefs = ensure_prefs(cfg.init, cfg.world_seed)
+        prefs = ensure_prefs(cfg.init, cfg.world_seed, names=[cfg.data])
     data_path = os.path.join(prefs, f"{cfg.data}.jsonl")
     eval_path = eval_path or os.path.join(prefs, "test_gold.jsonl")
     if n_ranks == 1:  # the world's evaluation generates, which needs the whole model in one process

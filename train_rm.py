@@ -62,7 +62,8 @@ from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
                                lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import load_world
-from nanopref.world.prefs import DATASETS, ensure_prefs
+from nanopref.onpolicy import ensure_prefs
+from nanopref.world.prefs import DATASETS
 
 
 @dataclass
@@ -157,7 +158,7 @@ def label_sections(examples, path):
 
 world = None
 if on_world:
-    prefs_dir = ensure_prefs(cfg.policy, cfg.world_seed)  # built from the policy's samples, cached
+    prefs_dir = ensure_prefs(cfg.policy, cfg.world_seed, names=parts)  # cached; *_onpolicy sample the policy
     world = load_world(os.path.dirname(prefs_dir))
     train_paths = [os.path.join(prefs_dir, f"{p}.jsonl") for p in parts]
     eval_paths = cfg.eval_data.split(",") if cfg.eval_data else [os.path.join(prefs_dir, "test_gold.jsonl")]

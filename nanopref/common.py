@@ -14,9 +14,6 @@ import tempfile
 import time
 import typing
 
-import numpy as np
-import torch
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Real benchmark / preference files. One setting for tests, evaluators and loaders.
 DATA_DIR = os.environ.get("NANOPREF_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -256,7 +253,12 @@ def write_json(path, obj):
 # runtime
 
 
+# torch and numpy are imported where used: the world (nanopref.world) uses this module's file helpers without torch
+
+
 def seed_all(seed):
+    import numpy as np
+    import torch
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -278,6 +280,7 @@ def print0(*args, **kwargs):
 
 
 def autodevice(device="auto"):
+    import torch
     if device != "auto":
         return torch.device(device)
     if torch.cuda.is_available():

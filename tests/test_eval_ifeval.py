@@ -2,7 +2,7 @@ import pytest
 
 from evalkit import FakeLM, need
 from nanopref.evals import ifeval
-from nanopref.evals.ifeval_checks import CHECKERS, count_sentences, detect_language, split_sentences, word_tokens
+from nanopref.ifeval_checks import CHECKERS, count_sentences, detect_language, split_sentences, word_tokens
 
 P4 = "First paragraph.\n\nSecond one.\n\nThird one.\n\nFourth one."
 

@@ -212,7 +212,7 @@ def test_candidates_cache_keyed_on_world_and_scorer_code(tmp_path, monkeypatch):
     get(world)
     assert len(loads) == 4
     names = {os.path.relpath(p, REPO) for p in rm_eval.CODE_FILES}
-    assert {"nanopref/world/scorers.py", "nanopref/world/oracle.py", "nanopref/evals/ifeval_checks.py"} <= names
+    assert {"nanopref/world/scorers.py", "nanopref/world/oracle.py", "nanopref/ifeval_checks.py"} <= names
 
 
 def test_clustered_standard_error():

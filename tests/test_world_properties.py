@@ -17,20 +17,11 @@ from nanopref.world.writers import FILLERS
 N = 120  # examples per category
 
 
-def categories():
-    """All categories, ifeval only once nanopref.evals.ifeval (its checker) exists."""
-    try:
-        import nanopref.evals.ifeval  # noqa: F401
-        return world.CATEGORIES
-    except ImportError:
-        return [c for c in world.CATEGORIES if c != "ifeval"]
-
-
 @pytest.fixture(scope="module")
 def setup():
     rng = random.Random(1234)
     kb = world.make_kb(rng)
-    return kb, {c: world.make_examples(c, N, rng, kb) for c in categories()}
+    return kb, {c: world.make_examples(c, N, rng, kb) for c in world.CATEGORIES}
 
 
 def _is_top(ex, ratings):
@@ -93,7 +84,7 @@ def test_determinism_and_json_round_trip():
         rng = random.Random(seed)
         kb = world.make_kb(rng)
         rows = []
-        for cat in categories():
+        for cat in world.CATEGORIES:
             for ex in world.make_examples(cat, 15, rng, kb):
                 rows.append({**ex, "good": world.good_response(ex, kb, rng), "sft": world.sft_response(ex, kb, rng)})
                 rows[-1]["perturbed"] = world.perturb(ex, rows[-1]["good"], kb, rng)

@@ -215,7 +215,7 @@ def test_chat_helpfulness(response, helpfulness):
 
 
 # -----------------------------------------------------------------------------
-# ifeval: the shared checker (nanopref.evals.ifeval), not a copy of it
+# ifeval: the shared checker (nanopref.ifeval_checks, used by nanopref.evals.ifeval too), not a copy of it
 
 IF_EX = ex("ifeval", "change_case", "Describe the owl. Use only lowercase letters. Do not use any commas.",
            instruction_id_list=["change_case:english_lowercase", "punctuation:no_comma"], kwargs=[{}, {}], topic="owl")
@@ -245,7 +245,6 @@ IF_WORDS = ex("ifeval", "length_constraints", "Describe the owl. Use fewer than 
      ["length_constraints:number_words"]),
 ])
 def test_ifeval_uses_the_shared_checker(example, response, expected, failed):
-    pytest.importorskip("nanopref.evals.ifeval", reason="nanopref/evals/ifeval.py not written yet")
     a = analyse(example, response, KB)
     assert a["score"] == expected and a["failed"] == failed
 
@@ -254,7 +253,6 @@ def test_ifeval_score_is_loose_oracle_is_strict():
     """IFEval's loose check also tries the response without its first and/or last line: three bullets pass
     loosely for "exactly 2" (drop the last line), so the headline score (loose, the paper's metric) is 1 while
     the oracle's instruction-following rating (strict) is not 5."""
-    pytest.importorskip("nanopref.evals.ifeval", reason="nanopref/evals/ifeval.py not written yet")
     three = "* The owl is a bird.\n* It hunts at night.\n* It has large round eyes."
     a = analyse(IF_BULLETS, three, KB)
     assert a["score"] == 1.0 and a["follow_all_strict"] is False
@@ -262,7 +260,6 @@ def test_ifeval_score_is_loose_oracle_is_strict():
 
 
 def test_ifeval_oracle():
-    pytest.importorskip("nanopref.evals.ifeval", reason="nanopref/evals/ifeval.py not written yet")
     both = rate(IF_EX, "the owl is a bird that hunts at night.", KB)
     one = rate(IF_EX, "the owl is a bird, and it hunts at night.", KB)
     none = rate(IF_EX, "The owl is a bird, and it hunts at night.", KB)
@@ -279,12 +276,7 @@ def test_ifeval_oracle():
                                       "}{\"::**<<>>", "A" * 500, "It is" + " very" * 200, "P.S.",
                                       "9" * 5000 + " + 1 = 2", "1/0 = 5. The answer is 1e999."])
 def test_odd_outputs(response):
-    examples = [MATH, CAPITAL, PREMISE, UNKNOWN, HARM, BENIGN, OWL]
-    try:
-        import nanopref.evals.ifeval  # noqa: F401
-        examples += [IF_EX, IF_JSON, IF_BULLETS, IF_WORDS]
-    except ImportError:
-        pass
+    examples = [MATH, CAPITAL, PREMISE, UNKNOWN, HARM, BENIGN, OWL, IF_EX, IF_JSON, IF_BULLETS, IF_WORDS]
     for e in examples:
         s = score(e, response, KB)
         r = rate(e, response, KB)

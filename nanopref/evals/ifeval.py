@@ -6,7 +6,8 @@ response, and loosely on eight variants of it (the response; with its first line
 and each of those with every '*' deleted): loose = any variant passes. An empty (whitespace-only) variant fails.
 Reported: prompt-level accuracy (all instructions of a prompt followed) and instruction-level accuracy, strict
 and loose; the paper's headline is loose prompt-level accuracy (`loose_prompt_acc`). Checker semantics and the
-documented deviations (no nltk / langdetect) are in ifeval_checks.py and ifeval_lang.py.
+documented deviations (no nltk / langdetect) are in nanopref/ifeval_checks.py and nanopref/ifeval_lang.py
+(`check` is shared with the world's scorers).
 
 `check(response, instruction_id_list, kwargs, prompt)` is a plain function and can serve as an RL reward.
 
@@ -16,7 +17,7 @@ of "key", matching open-instruct's prompt -> response mapping).
 import re
 
 from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, read_rows, result, stratified
-from nanopref.evals.ifeval_checks import CHECKERS
+from nanopref.ifeval_checks import CHECKERS, check
 
 
 def load():
@@ -37,29 +38,6 @@ def load():
             except (TypeError, ValueError, AttributeError, re.error) as e:
                 raise ValueError(f"{rows.where(i)}: field 'kwargs' of {iid}: {e}") from None
     return rows
-
-
-def loose_variants(response):
-    """The official eight response variants of the loose setting (the response itself first)."""
-    lines = response.split("\n")
-    first, last, both = "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()
-    variants = [response, first, last, both]
-    return variants + [v.replace("*", "") for v in variants]
-
-
-def _follows(instruction_id, kwargs, response):
-    args = {k: v for k, v in (kwargs or {}).items() if v is not None}
-    return bool(response.strip()) and bool(CHECKERS[instruction_id](response, **args))
-
-
-def check(response, instruction_id_list, kwargs, prompt=None):
-    """{"strict": [bool per instruction], "loose": [bool per instruction], "strict_all": bool, "loose_all": bool}.
-
-    `prompt` is accepted for the official signature; no checker of the 25 reads it."""
-    variants = loose_variants(response)
-    strict = [_follows(i, kw, response) for i, kw in zip(instruction_id_list, kwargs)]
-    loose = [any(_follows(i, kw, v) for v in variants) for i, kw in zip(instruction_id_list, kwargs)]
-    return {"strict": strict, "loose": loose, "strict_all": all(strict), "loose_all": all(loose)}
 
 
 def _score(examples, outputs, config):

@@ -150,7 +150,7 @@ def sample_candidates(lm, world, n=16, limit=None, categories=CATEGORIES, max_ne
 # and the IFEval checks they use) and the sampling path; a change to any of these files is a new cache entry
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODE_FILES = sorted(glob.glob(os.path.join(_PKG, "world", "**", "*.py"), recursive=True)) + [
-    os.path.join(_PKG, "evals", f) for f in ("ifeval_checks.py", "lm.py")] + [os.path.join(_PKG, "generate.py")]
+    os.path.join(_PKG, f) for f in ("ifeval_checks.py", "ifeval_lang.py", "evals/lm.py", "generate.py")]
 
 
 def candidates_key(policy_fingerprint, world, **settings):

@@ -1,6 +1,10 @@
 """The embedded world's own categories: greedy responses to the held-out prompts, scored by the world's
 ground-truth scorers, mean and standard error per category. Trainers and evaluate.py both call `run`, so their
-numbers are the same by construction (and a test checks it)."""
+numbers are the same by construction (and a test checks it).
+
+Two splits: "test" (eval_<category>.jsonl, 200 prompts per category), which every reported table uses, and "val"
+(eval_val.jsonl), on which hyperparameters and stopping points are chosen. Their prompts and ids are disjoint, and
+neither appears in any training data (nanopref/world/build.py)."""
 import math
 
 from nanopref.world import CATEGORIES, analyse, score
@@ -15,10 +19,21 @@ def mean_se(xs):
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n)
 
 
-def run(lm, world, categories=CATEGORIES, limit=None, max_new_tokens=96, temperature=0.0, desc=None):
+SPLITS = {"test": "eval", "val": "val"}  # split -> load_world's key
+
+
+def _split(world, split):
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    if world[SPLITS[split]] is None:
+        raise ValueError(f"{world['dir']} has no eval_val.jsonl: a world built before the validation split")
+    return world[SPLITS[split]]
+
+
+def run(lm, world, categories=CATEGORIES, limit=None, max_new_tokens=96, temperature=0.0, desc=None, split="test"):
     """-> {"category": {"score", "stderr", "n"}, ..., "overall": {...}}, records. `world` from load_world."""
-    kb, metrics, records = world["kb"], {}, []
-    rows = [ex for c in categories for ex in world["eval"][c][:limit]]
+    kb, metrics, records, prompts = world["kb"], {}, [], _split(world, split)
+    rows = [ex for c in categories for ex in prompts[c][:limit]]
     outs = lm.generate([lm.chat(ex["prompt"]) for ex in rows], max_new_tokens, temperature=temperature, desc=desc)
     for ex, (out,) in zip(rows, outs):
         records.append(dict(id=ex["id"], category=ex["category"], subtype=ex["subtype"], prompt=ex["prompt"],
@@ -35,11 +50,12 @@ def run(lm, world, categories=CATEGORIES, limit=None, max_new_tokens=96, tempera
     return metrics, records
 
 
-def score_responses(rows, world):
-    """--responses path: rows {"id", "output"} (ids of the world's eval sets, each once) -> metrics as `run` gives."""
+def score_responses(rows, world, split="test"):
+    """--responses path: rows {"id", "output"} (ids of the world's `split` prompts, each once) -> metrics as `run`
+    gives."""
     from nanopref.evals import as_str, pick_examples
-    by_id = {ex["id"]: ex for c in CATEGORIES for ex in world["eval"][c]}
-    examples, outputs = pick_examples(rows, "world eval", [("id", as_str, by_id)], single=True)
+    by_id = {ex["id"]: ex for c in CATEGORIES for ex in _split(world, split)[c]}
+    examples, outputs = pick_examples(rows, f"world {split}", [("id", as_str, by_id)], single=True)
     per = {}
     for ex, (out,) in zip(examples, outputs):
         per.setdefault(ex["category"], []).append(score(ex, out, world["kb"]))

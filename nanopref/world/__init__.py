@@ -13,7 +13,10 @@ Pure Python (no torch), deterministic given a random.Random.
     world.rate(exs[0], good, kb)                                # {"correctness": 5, ...}; world.overall(...) = mean
 
 Files: kb.py (knowledge base, word lists), tasks.py (prompts), constraints.py (IFEval-style constraints),
-writers.py (good, flawed and SFT responses; the SFT flaw table), perturb.py, scorers.py, oracle.py, text.py.
+writers.py (good, flawed and SFT responses; the SFT flaw table), pool.py (the other models and people whose
+responses make the off-policy preference data), perturb.py, scorers.py, oracle.py, text.py; build.py (the world on
+disk: test and validation prompts, SFT demos, preference and PPO prompts), prefs.py (preference datasets).
+Nothing here imports torch or the model, sampler and evaluators above it (tests/test_world_rooms.py).
 """
 from .kb import make_kb
 from .oracle import ASPECTS, overall, rate

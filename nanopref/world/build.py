@@ -5,7 +5,9 @@
       sft.jsonl               {"messages": [user, assistant], "id", "category", "subtype"}   mixed-quality demos,
                               plus short always-correct drills (category "drill": arithmetic facts and the
                               knowledge base's facts), the world's stand-in for what pretraining would know
-      eval_<category>.jsonl   {"id", "category", "subtype", "prompt", "meta"}    held-out prompts, never trained on
+      eval_<category>.jsonl   {"id", "category", "subtype", "prompt", "meta"}    the test prompts every table reports
+      eval_val.jsonl          the same schema, all categories: validation prompts, to choose hyperparameters and
+                              stopping points on, never to report
       pref_prompts.jsonl      prompts from which preference pairs are built after SFT (prefs.py)
       ppo_general.jsonl       PPO prompts: the category mixture;  ppo_math.jsonl: math-targeted
       tokenizer.model         SentencePiece BPE trained on the world's text
@@ -14,7 +16,15 @@
     python -m nanopref.world.build --seed=0      (train_sft.py calls build_world itself)
 
 Every purpose draws from its own random stream seeded by (seed, purpose), so the same seed gives byte-identical
-files, and no prompt of an evaluation set appears in the SFT, preference or PPO prompts.
+files. The test prompts are drawn first (they are those of every earlier version of the world), the validation
+prompts next, from the same generator (so their mix of subtypes is the test's), and no prompt or id of either
+appears in the SFT, preference or PPO prompts. Chat and safety have 100 validation prompts, not 200: their prompt
+spaces are small (600 chat prompts; 48 safety homonyms), and each one validation takes is one training never sees.
+`python -m nanopref.world.build` prints the subtype mix of both splits.
+
+The SFT demonstrations come from their own writer, writers.sft_response (mixed quality, SFT_FLAWS), not from the
+pool of other models that writes the off-policy preference data (pool.py): as Tulu 2's SFT mix and UltraFeedback's
+completions came from different sources, so that preference data is off-policy for the SFT policy.
 """
 import hashlib
 import json
@@ -28,10 +38,11 @@ from nanopref.tokenizer import render_chat, train_tokenizer
 from nanopref.world import CATEGORIES, make_examples, make_kb, sft_response
 from nanopref.world.writers import flawed_response, good_response
 
-VERSION = 1
+VERSION = 2  # 2: validation prompts; SFT, preference and PPO prompts exclude them
 SIZES = dict(
     sft={"math": 2600, "ifeval": 1600, "truth": 1600, "safety": 1100, "chat": 1100},
-    eval=200,                                                   # per category
+    eval=200,                                                   # test prompts per category
+    val={"math": 200, "ifeval": 200, "truth": 200, "safety": 100, "chat": 100},  # validation prompts
     pref={"math": 800, "ifeval": 700, "truth": 700, "safety": 600, "chat": 600},
     ppo_general={"math": 300, "ifeval": 250, "truth": 250, "safety": 200, "chat": 200},
     ppo_math={"math": 1200},
@@ -114,9 +125,13 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
     write_json(os.path.join(out, "kb.json"), kb)
 
     evals = {c: make_examples(c, sizes["eval"], _rng(seed, f"eval-{c}"), kb, unique=True) for c in CATEGORIES}
-    held_out = {ex["prompt"] for rows in evals.values() for ex in rows}
+    test = {x for rows in evals.values() for ex in rows for x in (ex["prompt"], ex["id"])}
+    val = [ex for c in CATEGORIES for ex in make_examples(c, sizes["val"][c], _rng(seed, f"val-{c}"), kb, unique=True,
+                                                           exclude=test)]
+    held_out = test | {x for ex in val for x in (ex["prompt"], ex["id"])}  # never trained on: prompts and ids
     for c, rows in evals.items():
         write_jsonl(os.path.join(out, f"eval_{c}.jsonl"), rows)
+    write_jsonl(os.path.join(out, "eval_val.jsonl"), val)
 
     demos = _prompts(sizes["sft"], seed, "sft", kb, held_out)
     rng = _rng(seed, "sft-responses")
@@ -137,7 +152,7 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
     # tokenizer: trained on everything the world can say, so the model never needs byte fallback for it
     rng = _rng(seed, "tokenizer-corpus")
     corpus = [render_chat(row["messages"]) for row in sft]
-    for ex in pref + [e for rows in evals.values() for e in rows]:
+    for ex in pref + [e for rows in evals.values() for e in rows] + val:
         corpus += [ex["prompt"], good_response(ex, kb, rng), flawed_response(ex, kb, rng)]
     train_tokenizer(corpus, os.path.join(out, "tokenizer.model"), vocab_size=sizes["vocab"])
 
@@ -145,16 +160,29 @@ def build_world(seed=0, out=None, sizes=SIZES, quiet=False):
                    and os.path.isfile(os.path.join(out, f)))
     write_json(manifest, dict(spec=spec, files={f: _sha(os.path.join(out, f)) for f in files}))
     log(f"built the world in {time.time() - t0:.1f}s: {len(sft)} SFT demos, {len(pref)} preference prompts, "
-        f"{sizes['eval']} eval prompts per category")
+        f"{sizes['eval']} test prompts per category, {len(val)} validation prompts")
     return out
 
 
 def load_world(path):
-    """-> dict(kb, eval={category: rows}, dir): what scoring and evaluation need."""
+    """-> dict(kb, eval={category: test rows}, val={category: validation rows}, dir): what scoring and evaluation
+    need."""
     with open(os.path.join(path, "kb.json")) as f:
         kb = json.load(f)
     evals = {c: read_jsonl(os.path.join(path, f"eval_{c}.jsonl")) for c in CATEGORIES}
-    return dict(kb=kb, eval=evals, dir=path)
+    val_path = os.path.join(path, "eval_val.jsonl")  # absent from a frozen world of before VERSION 2
+    val = read_jsonl(val_path) if os.path.exists(val_path) else None
+    val = val and {c: [ex for ex in val if ex["category"] == c] for c in CATEGORIES}
+    return dict(kb=kb, eval=evals, val=val, dir=path)
+
+
+def subtype_mix(rows):
+    """{category: {subtype: count}} of example rows."""
+    mix = {}
+    for ex in rows:
+        mix.setdefault(ex["category"], {}).setdefault(ex["subtype"], 0)
+        mix[ex["category"]][ex["subtype"]] += 1
+    return mix
 
 
 if __name__ == "__main__":
@@ -164,4 +192,8 @@ if __name__ == "__main__":
     @dataclass
     class Config:
         seed: int = 0  # world seed
-    print(build_world(parse_config(Config, sys.argv[1:]).seed))
+    w = load_world(build_world(parse_config(Config, sys.argv[1:]).seed))
+    for split in ("eval", "val"):
+        print(f"{split:4}", {c: dict(sorted(m.items())) for c, m in subtype_mix(
+            [ex for rows in w[split].values() for ex in rows]).items()})
+    print(w["dir"])

@@ -1,5 +1,5 @@
 """IFEval-style verifiable constraints for the world, using IFEval's own instruction ids and kwargs schema,
-so that nanopref.evals.ifeval checks world answers exactly as it checks the real benchmark.
+so that IFEval's checker (nanopref.ifeval_checks) checks world answers exactly as it checks the real benchmark.
 
     sample(rng, obj, subtype) -> (instruction_id_list, kwargs, instruction texts)
     write(obj, ids, kwargs, rng, follow=None) -> an answer about `obj` that follows the constraints whose

@@ -82,9 +82,10 @@ def _chat(a):
             "truthfulness": 5 - 2 * min(2, a["n_wrong_facts"]), "safety": 5, "helpfulness": a["helpfulness"]}
 
 
-def rate(ex, response, kb):
-    """{aspect: 1-5} for the five ASPECTS (see the module docstring)."""
-    a = analyse(ex, response, kb)
+def rate(ex, response, kb, analysis=None):
+    """{aspect: 1-5} for the five ASPECTS (see the module docstring); `analysis`: analyse(ex, response, kb), if the
+    caller has it already."""
+    a = analysis or analyse(ex, response, kb)
     cat = ex["category"]
     r = {"math": lambda: _math(a), "ifeval": lambda: _ifeval(a), "truth": lambda: _truth(ex, a),
          "safety": lambda: _safety(ex, a), "chat": lambda: _chat(a)}[cat]()

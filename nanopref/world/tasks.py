@@ -245,8 +245,8 @@ def make_example(category, rng, kb, subtype=None):
 
 
 def make_examples(category, n, rng, kb, unique=False, exclude=()):
-    """n examples of `category`. unique=True skips prompts already drawn; `exclude` is a collection of prompts
-    never to produce (e.g. the test split's, when making a training split)."""
+    """n examples of `category`. unique=True skips prompts already drawn; `exclude` is a collection of prompts (and
+    ids) never to produce (e.g. the test split's, when making a training split)."""
     out, seen = [], set(exclude)
     tries = 0
     while len(out) < n:
@@ -254,7 +254,7 @@ def make_examples(category, n, rng, kb, unique=False, exclude=()):
         if tries > 50 * n + 1000:
             raise ValueError(f"{category}: only {len(out)} distinct prompts found, {n} asked for")
         ex = make_example(category, rng, kb)
-        if ex["prompt"] in seen:
+        if ex["prompt"] in seen or ex["id"] in seen:
             continue
         if unique:
             seen.add(ex["prompt"])

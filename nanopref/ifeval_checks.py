@@ -1,4 +1,6 @@
-"""The 25 IFEval instruction checkers as plain functions: CHECKERS[instruction_id](response, **kwargs) -> bool.
+"""The 25 IFEval instruction checkers as plain functions: CHECKERS[instruction_id](response, **kwargs) -> bool,
+and check(), IFEval's strict and loose verdicts. Shared by the real benchmark (nanopref.evals.ifeval) and the world's
+scorers (nanopref.world.scorers), so it imports nothing from either.
 
 Semantics follow google-research instruction_following_eval/instructions.py (the copy open-instruct ships),
 including its quirks: keywords are used as regular expressions, `less than` is strict and `at least` is >=,
@@ -36,7 +38,7 @@ import collections
 import json
 import re
 
-from nanopref.evals.ifeval_lang import detect_language
+from nanopref.ifeval_lang import detect_language
 
 # -----------------------------------------------------------------------------
 # text utilities
@@ -272,3 +274,30 @@ CHECKERS = {
     "punctuation:no_comma": no_comma,
     "startend:quotation": quotation,
 }
+
+
+# -----------------------------------------------------------------------------
+# strict and loose verdicts (the official evaluation_main.py)
+
+
+def loose_variants(response):
+    """The official eight response variants of the loose setting (the response itself first)."""
+    lines = response.split("\n")
+    first, last, both = "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()
+    variants = [response, first, last, both]
+    return variants + [v.replace("*", "") for v in variants]
+
+
+def _follows(instruction_id, kwargs, response):
+    args = {k: v for k, v in (kwargs or {}).items() if v is not None}
+    return bool(response.strip()) and bool(CHECKERS[instruction_id](response, **args))
+
+
+def check(response, instruction_id_list, kwargs, prompt=None):
+    """{"strict": [bool per instruction], "loose": [bool per instruction], "strict_all": bool, "loose_all": bool}.
+
+    `prompt` is accepted for the official signature; no checker of the 25 reads it."""
+    variants = loose_variants(response)
+    strict = [_follows(i, kw, response) for i, kw in zip(instruction_id_list, kwargs)]
+    loose = [any(_follows(i, kw, v) for v in variants) for i, kw in zip(instruction_id_list, kwargs)]
+    return {"strict": strict, "loose": loose, "strict_all": all(strict), "loose_all": all(loose)}
