@@ -69,6 +69,7 @@ class Config:
     model: str | None = None     # checkpoint or run directory (None: every policy under out/, world only)
     tasks: str = "world"         # comma-separated, from TASKS
     limit: int | None = None     # examples per task (None: the protocol's full set)
+    split: str = "test"          # world prompts: test (what every table reports) | val (for choosing settings)
     responses: str | None = None  # JSONL of outputs made elsewhere: score them, no model needed
     judge: str | None = None     # reward model (scalar head) for alpaca_eval
     truthfulqa_judge: str | None = None  # judge LM for TruthfulQA truth/info (same checkpoint judges both here)
@@ -88,9 +89,9 @@ def run_task(task, lm, cfg, judge=None, tqa_judge=None, rows=None):
         from nanopref.world.build import build_world, load_world
         w = load_world(build_world(cfg.world_seed, quiet=True))
         if rows is not None:
-            metrics, records = world_eval.score_responses(rows, w), []
+            metrics, records = world_eval.score_responses(rows, w, split=cfg.split), []
         else:
-            metrics, records = world_eval.run(lm, w, limit=limit, desc="world")
+            metrics, records = world_eval.run(lm, w, limit=limit, desc=f"world {cfg.split}", split=cfg.split)
         flat = {k: v["score"] for k, v in metrics.items()} | {f"{k}_stderr": v["stderr"] for k, v in metrics.items()}
         return dict(task=task, metrics=flat, records=records)
     family = {"mmlu_5shot": "mmlu", "humaneval": "code", "mbpp": "code", "alpaca_eval1": "alpaca_eval"}.get(task, task)

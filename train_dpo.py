@@ -46,8 +46,8 @@ from nanopref.generate import generate
 from nanopref.losses import DPO_LOSSES, dpo_loss, sequence_logps
 from nanopref.model import num_params
 from nanopref.runs import load_run, open_run, save_final, save_run
-from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
+from nanopref.training import (all_reduce_sum, batch_order, check_schedule, finish_distributed, full_state_dict,
+                               init_distributed, lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import build_world, load_world
 from nanopref.onpolicy import ensure_prefs
 from nanopref.world.prefs import DATASETS
@@ -83,6 +83,7 @@ class Config:
     ref_cache: str | None = None  # directory of cached reference log-probs (None: $NANOPREF_OUT/cache/ref_logps)
     eval_every: int = 100       # steps between evaluations (0: only at the end)
     eval_limit: int | None = None  # world prompts per category (None: all 200)
+    eval_split: str = "val"     # world prompts evaluated during training: val (choices are made on it) | test
     save_every: int = 200       # steps between resumable checkpoints (0: never)
     resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
                                 # arguments; no: delete out_dir's checkpoint and model and start over
@@ -211,6 +212,7 @@ optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_de
 batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed,
                       lengths=[len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in pairs])
 total = min(len(batches), cfg.max_steps or len(batches))
+check_schedule(total, cfg.warmup)
 if total == 0:  # never save the initial weights as a trained model
     raise SystemExit(f"{len(pairs)} usable pairs make no batch of {cfg.batch_size}: nothing to train")
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
@@ -268,7 +270,7 @@ def evaluate(step):
     metrics = None
     if world is not None:
         metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
-                                          limit=cfg.eval_limit, desc="eval")
+                                          limit=cfg.eval_limit, desc="eval", split=cfg.eval_split)
         out.update({f"world/{c}": m["score"] for c, m in metrics.items()})
         out["world/response_chars"] = sum(len(r["output"]) for r in records) / len(records)  # length drift
         print0(world_eval.format_table(metrics, f"step {step}"))

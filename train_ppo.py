@@ -85,9 +85,9 @@ from nanopref.model import last_real_index, num_params
 from nanopref.ppo_stats import PPOStats
 from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import encode_chat
-from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, sampling_copy, shard_model, stop_if_nonfinite,
-                               unsharded)
+from nanopref.training import (all_reduce_sum, batch_order, check_schedule, finish_distributed, full_state_dict,
+                               init_distributed, lr_at, make_optimizer, micro_batches, sampling_copy, shard_model,
+                               stop_if_nonfinite, unsharded)
 from nanopref.world import score as ground_truth
 from nanopref.world.build import build_world, load_world
 
@@ -132,6 +132,7 @@ class Config:
     recompute: bool = False     # EasyLM's loop: re-score each minibatch with the current parameters (ratio 1)
     eval_every: int = 10        # world: steps between ground-truth evaluations, and at the start (0: the end)
     eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
+    eval_split: str = "val"     # world prompts evaluated during training: val (choices are made on it) | test
     save_every: int = 50        # steps between resumable checkpoints (0: never)
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
     resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
@@ -224,6 +225,7 @@ if total == 0:
     raise SystemExit(f"{len(keep)} prompts make no rollout batch of {cfg.batch_size}")
 n_minibatches = cfg.batch_size // cfg.minibatch
 n_updates = cfg.ppo_epochs * n_minibatches  # optimizer steps per rollout step
+check_schedule(total * n_updates, cfg.warmup)
 mb_size = cfg.minibatch // n_ranks  # rollouts of one minibatch on this rank
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
@@ -402,7 +404,7 @@ def evaluate(step):
     if rank != 0:
         return None
     metrics, records = world_eval.run(NanoprefLM(model, tok, cfg.template, batch_size=128), world,
-                                      limit=cfg.eval_limit, desc="eval")
+                                      limit=cfg.eval_limit, desc="eval", split=cfg.eval_split)
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()},
             **{f"eval/{c}_stderr": m["stderr"] for c, m in metrics.items()},
             **{"eval/response_chars": sum(len(r["output"]) for r in records) / len(records)})

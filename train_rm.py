@@ -59,8 +59,8 @@ from nanopref.evals.lm import RewardScorer
 from nanopref.losses import bradley_terry_loss, regression_loss
 from nanopref.model import Transformer, last_real_index, num_params
 from nanopref.runs import load_run, open_run, save_final, save_run
-from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
+from nanopref.training import (all_reduce_sum, batch_order, check_schedule, finish_distributed, full_state_dict,
+                               init_distributed, lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite)
 from nanopref.world.build import load_world
 from nanopref.onpolicy import ensure_prefs
 from nanopref.world.prefs import DATASETS
@@ -230,6 +230,7 @@ optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_de
 lengths = [len(p["prompt"]) + max(len(p["chosen"]), len(p["rejected"])) for p in pairs]
 batches = batch_order(len(pairs), cfg.batch_size, cfg.epochs, cfg.seed, lengths=lengths)
 total = min(len(batches), cfg.max_steps or len(batches))
+check_schedule(total, cfg.warmup)
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
 start, _ = load_run(cfg.out_dir, model, optimizer)

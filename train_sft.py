@@ -35,8 +35,9 @@ from nanopref.losses import sft_loss
 from nanopref.model import Transformer, model_args, num_params
 from nanopref.runs import load_run, open_run, save_final, save_run
 from nanopref.tokenizer import Tokenizer
-from nanopref.training import (all_reduce_sum, batch_order, finish_distributed, full_state_dict, init_distributed,
-                               lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite, unsharded)
+from nanopref.training import (all_reduce_sum, batch_order, check_schedule, finish_distributed, full_state_dict,
+                               init_distributed, lr_at, make_optimizer, micro_batches, shard_model, stop_if_nonfinite,
+                               unsharded)
 from nanopref.world.build import build_world, load_world
 
 
@@ -61,6 +62,7 @@ class Config:
     grad_clip: float = 1.0      # global gradient-norm clip
     eval_every: int = 0         # steps between world evaluations (0: only at the end)
     eval_limit: int | None = None  # world prompts per category for evaluation (None: all 200)
+    eval_split: str = "val"     # world prompts evaluated during training: val (choices are made on it) | test
     save_every: int = 200       # steps between resumable checkpoints (0: never)
     stop_after: int | None = None  # exit after this many steps, as if killed (to try out resuming)
     resume: str = "auto"        # auto: a rerun continues a killed run (same arguments only); force: even with other
@@ -124,6 +126,7 @@ model = shard_model(model, device, param_dtype=torch.bfloat16 if cfg.dtype == "b
 optimizer = make_optimizer(model, cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
 batches = batch_order(len(examples), cfg.batch_size, cfg.epochs, cfg.seed, lengths=[len(e[0]) for e in examples])
 total = min(len(batches), cfg.max_steps or len(batches))
+check_schedule(total, cfg.warmup)
 if total == 0:  # never save the initial weights as a trained model
     raise SystemExit(f"{len(examples)} usable conversations make no batch of {cfg.batch_size}: nothing to train")
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
@@ -139,7 +142,7 @@ def evaluate(step):
         return None
     policy.eval()
     metrics, records = world_eval.run(NanoprefLM(policy, tok, cfg.template, batch_size=128), world,
-                                      limit=cfg.eval_limit, desc="eval")
+                                      limit=cfg.eval_limit, desc="eval", split=cfg.eval_split)
     model.train()
     log.log(step, quiet=True, **{f"eval/{c}": m["score"] for c, m in metrics.items()})
     write_jsonl(os.path.join(cfg.out_dir, "eval_world_samples.jsonl"), records)

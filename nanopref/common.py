@@ -135,6 +135,7 @@ CHECKS = dict(
     adam_beta2=_frac, label_smoothing=(lambda v: 0 <= v < 0.5, "in [0, 0.5)"), gamma=(lambda v: 0 < v <= 1, "in (0, 1]"),
     lam=(lambda v: 0 <= v <= 1, "in [0, 1]"), dtype=(lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     template=(lambda v: v in ("tulu", "llama2", "none"), "tulu, llama2 or none"),
+    split=(lambda v: v in ("val", "test"), "val or test"), eval_split=(lambda v: v in ("val", "test"), "val or test"),
     device=(lambda v: v == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?|mps", v), "auto, cpu, cuda, cuda:N or mps"),
     resume=(lambda v: v in ("auto", "force", "no"), "auto, force or no"),
 )

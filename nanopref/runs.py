@@ -32,7 +32,7 @@ from nanopref.training import full_state_dict
 
 # Config fields a resumed run may change: where and how often it reports, evaluates and saves; not what it trains
 MAY_CHANGE = {"device", "out_dir", "resume", "log_every", "save_every", "stop_after", "eval_every", "eval_limit",
-              "eval_batch", "eval_data", "eval_pairs", "bon_n", "bon_limit", "ref_cache", "compile"}
+              "eval_batch", "eval_data", "eval_pairs", "eval_split", "bon_n", "bon_limit", "ref_cache", "compile"}
 _lock = None  # the open lock file, held for the life of the process
 
 

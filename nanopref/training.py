@@ -182,6 +182,14 @@ def lr_at(step, total, peak, warmup_frac=0.0, end=0.0, decay="linear"):
     return peak + (end - peak) * frac
 
 
+def check_schedule(total, warmup_frac):
+    """The schedule starts at lr 0 (step 0 of any warmup), so a one-step run with warmup would save its initial
+    weights as trained: an error naming the flags instead."""
+    if total == 1 and math.ceil(warmup_frac) >= 1:
+        raise SystemExit(f"one optimizer step with --warmup={warmup_frac}: the schedule's step 0 runs at lr 0, so "
+                         f"nothing would be trained; give more steps (--max_steps) or --warmup=0")
+
+
 def batch_order(n, batch_size, epochs, seed, lengths=None, drop_last=True):
     """The whole run's batches as lists of example indices: each epoch a fresh seeded permutation. Resuming at
     step k is taking batches[k:], so a resumed run sees exactly the data an uninterrupted one would.

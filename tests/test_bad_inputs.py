@@ -284,7 +284,7 @@ def check_clear_exit(argv, fragment, out_dir):
 def test_bad_input_exits_clearly(fx, tmp_path, case, script, make, args, fragment):
     sub = lambda a: a.replace("{d}", str(fx))  # noqa: E731
     argv = SCRIPTS[script](fx, (make or GOOD[script])(tmp_path)) + ["--recipe=paper", "--max_steps=1",
-                                                                     f"--out_dir={tmp_path / 'out'}"]
+                                                                     "--warmup=0", f"--out_dir={tmp_path / 'out'}"]
     check_clear_exit(argv + [sub(a) for a in args], sub(fragment), tmp_path / "out")
 
 
@@ -311,7 +311,7 @@ def test_matrix_size():
 def test_sft_counts_drops_and_trains(fx, tmp_path):
     data = write(tmp_path / "sft.jsonl", SFT_OK, "", {"messages": msgs("q", "")}, {"messages": msgs("q", LONG)},
                  {"messages": msgs("What is 1 + 1?", "The answer is 2.")})
-    argv = SCRIPTS["sft"](fx, data) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
+    argv = SCRIPTS["sft"](fx, data) + ["--recipe=paper", "--max_steps=1", "--warmup=0", f"--out_dir={tmp_path / 'out'}"]
     how, code, out = run(argv)
     assert how == "finished", (how, code, out[-1500:])
     assert f"data: 2 conversations from {data} (1 longer than 64 tokens, 1 with an empty assistant message dropped)" \
@@ -329,7 +329,7 @@ def test_dpo_counts_identical_and_empty_pairs(fx, tmp_path):
                  prompt=msgs("What is 3 + 3?")),
             pair(msgs("q", "same"), msgs("q", "same")), pair("", "x", prompt="q")]
     data = write(tmp_path / "prefs.jsonl", *rows)
-    argv = SCRIPTS["dpo"](fx, data) + ["--recipe=paper", "--max_steps=1", f"--out_dir={tmp_path / 'out'}"]
+    argv = SCRIPTS["dpo"](fx, data) + ["--recipe=paper", "--max_steps=1", "--warmup=0", f"--out_dir={tmp_path / 'out'}"]
     how, code, out = run(argv)
     assert how == "finished", (how, code, out[-1500:])
     assert (f"data: 3 pairs from {data} (0 longer than 64 tokens, 1 with identical chosen and rejected, "

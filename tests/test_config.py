@@ -112,3 +112,12 @@ def test_help_shows_values_and_comments(script):
 def test_bad_values_fail_before_any_work(script, args, message):
     code, out = run(script, *args)
     assert isinstance(code, str) and message in code, (code, out[-1000:])
+
+
+def test_one_step_with_warmup_is_refused():
+    """optax's schedule runs step 0 at lr 0: a one-step run with warmup would save its initial weights as trained."""
+    from nanopref.training import check_schedule
+    check_schedule(2, 0.1)
+    check_schedule(1, 0.0)
+    with pytest.raises(SystemExit, match="one optimizer step with --warmup=0.1"):
+        check_schedule(1, 0.1)

@@ -20,7 +20,7 @@ LESSONS = sorted(glob.glob(os.path.join(ROOT, "docs", "course", "0*.md")))
 FAST = {"train_sft.py": ["--preset=test", "--max_steps=2", "--eval_limit=2"],
         "train_rm.py": ["--max_steps=2", "--bon_n=2", "--bon_limit=2"],
         "train_dpo.py": ["--max_steps=2", "--eval_every=0", "--eval_limit=2"],
-        "train_ppo.py": ["--max_steps=1", "--batch_size=16", "--minibatch=16", "--eval_limit=2"],
+        "train_ppo.py": ["--max_steps=1", "--batch_size=16", "--minibatch=8", "--eval_limit=2"],
         "evaluate.py": ["--limit=2"]}
 
 

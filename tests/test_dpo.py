@@ -167,7 +167,7 @@ def test_stale_reference_cache_is_reported(setup, cached):
     for f in os.listdir(d / "stale"):
         c = torch.load(d / "stale" / f)
         torch.save(dict(c, chosen=c["chosen"] + 1.0), d / "stale" / f)
-    metrics, _, out = setup[2]("stale", precompute_ref="true", ref_cache=d / "stale", max_steps=1)
+    metrics, _, out = setup[2]("stale", precompute_ref="true", ref_cache=d / "stale", max_steps=1, warmup=0)
     assert abs(metrics[0]["rewards/chosen"] + 0.1) < 1e-4  # beta * (log pi - (log pi + 1))
     assert "WARNING: step 0 rewards" in out
 

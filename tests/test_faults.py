@@ -187,7 +187,7 @@ def test_reference_cache_is_keyed_on_the_code_that_computes_it(fx, full, tmp_pat
     (tmp_path / "train_dpo.py").write_text(changed)
     before = set(os.listdir(fx / "cache"))
     args = [f"--data={fx / 'pairs.jsonl'}", f"--init={fx / 'init'}", "--eval_pairs=off", f"--ref_cache={fx / 'cache'}",
-            "--recipe=paper", "--batch_size=8", "--micro_batch=8", "--max_len=192", "--max_steps=1", "--device=cpu",
+            "--recipe=paper", "--batch_size=8", "--micro_batch=8", "--max_len=192", "--max_steps=1", "--warmup=0", "--device=cpu",
             f"--out_dir={tmp_path / 'out'}", "--lr=1e-3"]
     p = subprocess.run([sys.executable, str(tmp_path / "train_dpo.py"), *args], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT), timeout=300)

@@ -305,7 +305,7 @@ def test_train_rm_smoke_and_accumulation(fixture):
 
 @pytest.mark.slow
 def test_train_rm_regression_smoke(fixture):
-    run_rm(fixture, "reg", "--loss=regression", "--micro_batch=4", "--max_steps=1")
+    run_rm(fixture, "reg", "--loss=regression", "--micro_batch=4", "--max_steps=1", "--warmup=0")
     m = json.loads(open(fixture / "reg" / "metrics.jsonl").readline())
     assert m["step"] == 0 and m["loss"] > 0
     cfg = json.load(open(fixture / "reg" / "model" / "nanopref_config.json"))
@@ -314,7 +314,8 @@ def test_train_rm_regression_smoke(fixture):
 
 @pytest.mark.slow
 def test_train_rm_joins_datasets_with_plus(fixture):
-    out = run_rm(fixture, "mix", f"--data={fixture / 'train.jsonl'}+{fixture / 'test.jsonl'}", "--max_steps=1")
+    out = run_rm(fixture, "mix", f"--data={fixture / 'train.jsonl'}+{fixture / 'test.jsonl'}", "--max_steps=1",
+                 "--warmup=0")
     assert "data: 40 pairs" in out and "(1 longer than 64 tokens dropped" in out  # 32 + 8, the long one dropped
 
 

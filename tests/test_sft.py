@@ -53,7 +53,7 @@ def test_sft_reproducible_and_sharded_equals_single(tmp_path):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
     # evaluate.py on the saved checkpoint gives the trainer's own numbers (same prompts, same greedy responses)
     env = dict(os.environ, NANOPREF_OUT=str(tmp_path / "shared_out"), OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "evaluate.py", f"--model={a}", "--tasks=world", "--limit=4",
+    r = subprocess.run([sys.executable, "evaluate.py", f"--model={a}", "--tasks=world", "--split=val", "--limit=4",
                         f"--out={tmp_path / 'ev.json'}"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
