@@ -17,7 +17,7 @@ of "key", matching open-instruct's prompt -> response mapping).
 import re
 
 from nanopref.evals import as_int, as_str, data_file, mean, pick_examples, read_rows, result, stratified
-from nanopref.ifeval_checks import CHECKERS, check
+from nanopref.ifeval_checks import CHECKERS, check, loose_variants  # noqa: F401 (loose_variants: for callers)
 
 
 def load():
