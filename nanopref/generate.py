@@ -60,6 +60,13 @@ def decode_step(model, token, position, cache_pos, temperature, top_k, top_p, kv
 _compiled_step = None
 
 
+def require_lm_head(model):
+    """A scalar-head model (reward or value) has no logits to sample from: say so, naming its checkpoint."""
+    if model.args.head != "lm":
+        name = getattr(model, "checkpoint", None) or "this model"
+        raise ValueError(f"{name} is a reward model (scalar head); it cannot generate")
+
+
 def left_pad(prompts, pad_id, device):
     """list of id lists -> tokens (B, Tp) left-padded, mask (B, Tp)."""
     Tp = max(len(p) for p in prompts)
@@ -93,6 +100,7 @@ def generate(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, to
     stop_check_every: every this many steps, ask (one host sync) whether all rows are done, to stop early;
     0 never asks and always runs max_new_tokens steps."""
     global _compiled_step
+    require_lm_head(model)
     device = model.tok_embeddings.weight.device
     if any(len(p) == 0 for p in prompts):
         raise ValueError("generate: empty prompt (a prompt needs at least one token, e.g. BOS)")
@@ -175,6 +183,10 @@ def main():
     torch.manual_seed(cfg.seed)
     device = autodevice(cfg.device)
     model = load_model(cfg.checkpoint, device=device, dtype=getattr(torch, cfg.dtype))
+    try:
+        require_lm_head(model)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     tok = load_tokenizer(cfg.checkpoint, model)
     if cfg.template == "none":
         ids = tok.encode(cfg.prompt, bos=True)
