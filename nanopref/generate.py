@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nanopref.model import linear
-
 
 def process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     """(..., V) logits -> fp32 logits / temperature with the tokens outside top-k and outside the top-p nucleus
@@ -122,7 +120,7 @@ def generate(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, to
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, Tp)
         cache_pos = torch.arange(Tp, device=device)
         h = model(tokens, mask=mask, positions=positions, cache_pos=cache_pos, return_hidden=True)[:, -1]  # (B, C)
-        token, logp = sample_token(linear(h, model.output.weight), temperature, top_k, top_p)
+        token, logp = sample_token(model.output(h), temperature, top_k, top_p)
         position, cache_pos = positions[:, -1] + 1, cache_pos[-1:] + 1
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(max_new_tokens):

@@ -3,7 +3,6 @@ import json
 
 import pytest
 import sentencepiece as spm
-import torch
 
 from nanopref.checkpoint import save_model
 from nanopref.model import Transformer, model_args
@@ -160,7 +159,8 @@ def test_multi_turn_ids_equal_transformers_legacy_llama_tokenizer(llama, tmp_pat
     legacy = hf_tokenizer(str(tmp_path), "LlamaTokenizer", legacy=True)
     for conv in CONVS:
         for cut in range(1, len(conv) + 1):
-            assert encode_chat(tok, conv[:cut])[0] == legacy(easylm_string(conv[:cut]), add_special_tokens=False).input_ids
+            expect = legacy(easylm_string(conv[:cut]), add_special_tokens=False).input_ids
+            assert encode_chat(tok, conv[:cut])[0] == expect, cut
 
 
 @pytest.fixture(scope="module")
