@@ -13,11 +13,16 @@ over the machine's measured copy bandwidth says how close to the memory limit a 
 --blocked measures a CPU trick nanopref used to have and dropped: a product with few rows (decoding), which PyTorch
 runs as a single-threaded matrix-vector product, written as a batched matmul over 8 blocks of output rows, which
 bmm spreads over the cores. On a quiet 2-core AMD EPYC it made batch-1 decoding of bench-20m 2.0-2.1x
-transformers; on a 2-core Intel Xeon the same code gave 0.73-0.77x, and on a 2-core EPYC shared with other jobs
-(load 10-30) it was 2.6x *slower* than plain nn.Linear at batch 1 (plain/blocked time 0.27-0.56, median 0.39,
-n=8 pairs; dev/LOG.md). It also changes the float summation order, so its results are not bitwise those of
-nn.Linear: choosing it by a timing at run time would make samples depend on the machine's load. It won only on
-an idle machine with cores to spare, so it is gone; this mode patches it back in to measure it again.
+transformers; on a 2-core Intel Xeon the same code gave 0.73-0.77x. On a 2-core EPYC shared with other jobs (load
+6-10), two runs of this mode (8 pairs each) gave plain/blocked time ratios, min / median / max:
+    bench-20m batch 1:  0.27 / 0.39 / 0.56 and 0.33 / 0.84 / 1.05
+    bench-20m batch 4:  0.60 / 1.15 / 2.78 and 0.49 / 1.44 / 6.39
+    bench-20m batch 16: 0.40 / 1.14 / 1.38 and 0.29 / 1.19 / 2.83
+    tiny batch 1:       0.44 / 0.57 / 0.84 and 0.10 / 0.86 / 3.64
+    tiny batch 16:      0.75 / 1.31 / 1.51 and 0.61 / 1.04 / 1.80
+i.e. slower at batch 1, the case it was written for, and no reliable win at 4-16 rows. It also changes the float
+summation order (its results are not bitwise nn.Linear's; greedy tokens were equal in every pair), so choosing it
+by a timing at run time would make samples depend on the machine's load. It is gone; this mode patches it back in.
 """
 import argparse
 import os
