@@ -2,12 +2,27 @@
 
     python dev/bench_generate.py                 # CPU, fp32: tiny preset at batch 64, bench-20m at batch 1 and 16
     python dev/bench_generate.py --gpu           # CUDA: llama2-7b shape, bf16, random weights, batch 1, eager and compiled
+    python dev/bench_generate.py --blocked       # CPU: nanopref as is vs with the blocked-matmul decode trick (below)
 
 Both sides decode greedily for exactly 128 new tokens (no EOS), from the same left-padded prompts, and must
 produce the same tokens. After a warm-up each side runs 5 times, interleaved with the other; the ratio is the
 median of the 5 per-pair ratios (their range beside it). Ratios are what to compare across machines, not
 absolute numbers. At batch 1, decoding reads every weight once per token, so weight bytes per second
 over the machine's measured copy bandwidth says how close to the memory limit a step runs.
+
+--blocked measures a CPU trick nanopref used to have and dropped: a product with few rows (decoding), which PyTorch
+runs as a single-threaded matrix-vector product, written as a batched matmul over 8 blocks of output rows, which
+bmm spreads over the cores. On a quiet 2-core AMD EPYC it made batch-1 decoding of bench-20m 2.0-2.1x
+transformers; on a 2-core Intel Xeon the same code gave 0.73-0.77x. On a 2-core EPYC shared with other jobs (load
+6-10), two runs of this mode (8 pairs each) gave plain/blocked time ratios, min / median / max:
+    bench-20m batch 1:  0.27 / 0.39 / 0.56 and 0.33 / 0.84 / 1.05
+    bench-20m batch 4:  0.60 / 1.15 / 2.78 and 0.49 / 1.44 / 6.39
+    bench-20m batch 16: 0.40 / 1.14 / 1.38 and 0.29 / 1.19 / 2.83
+    tiny batch 1:       0.44 / 0.57 / 0.84 and 0.10 / 0.86 / 3.64
+    tiny batch 16:      0.75 / 1.31 / 1.51 and 0.61 / 1.04 / 1.80
+i.e. slower at batch 1, the case it was written for, and no reliable win at 4-16 rows. It also changes the float
+summation order (its results are not bitwise nn.Linear's; greedy tokens were equal in every pair), so choosing it
+by a timing at run time would make samples depend on the machine's load. It is gone; this mode patches it back in.
 """
 import argparse
 import os
@@ -86,12 +101,56 @@ def bench_cpu(preset, batch, bandwidth, repeats=5):
     return row
 
 
+def blocked_forward(self, x):
+    """nn.Linear.forward with the dropped trick: on CPU, without autograd, for <= 16 rows, x @ W.T as one bmm over
+    8 blocks of W's output rows."""
+    rows, (N, K) = x.numel() // x.shape[-1], self.weight.shape
+    if x.device.type != "cpu" or torch.is_grad_enabled() or rows > 16 or N % 8 or self.bias is not None:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    y = torch.bmm(self.weight.view(8, N // 8, K), x.reshape(rows, K).t().expand(8, K, rows))  # (8, N/8, rows)
+    return y.reshape(N, rows).t().reshape(*x.shape[:-1], N)
+
+
+def bench_blocked(pairs=8, new=32):
+    """Interleaved pairs (plain, blocked | blocked, plain): the ratio plain time / blocked time (> 1: the trick
+    wins), its min / median / max over the pairs, and whether greedy tokens were equal."""
+    plain = torch.nn.Linear.forward
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+          f"{new} new tokens, {pairs} pairs")
+    for preset, batch in [("bench-20m", 1), ("bench-20m", 4), ("bench-20m", 16), ("tiny", 1), ("tiny", 16)]:
+        torch.manual_seed(0)
+        model = Transformer(model_args(preset)).eval()
+        model.init_weights()
+        ps = prompts(batch, model.args.vocab_size)
+
+        def run(forward):
+            torch.nn.Linear.forward = forward
+            try:
+                t = time.perf_counter()
+                tokens = generate(model, ps, new, -1, 0, temperature=0).tokens
+                return time.perf_counter() - t, tokens
+            finally:
+                torch.nn.Linear.forward = plain
+        run(plain), run(blocked_forward)  # warm-up
+        ratios, equal = [], 0
+        for r in range(pairs):
+            order = (plain, blocked_forward) if r % 2 else (blocked_forward, plain)
+            res = {f: run(f) for f in order}
+            ratios.append(res[plain][0] / res[blocked_forward][0])
+            equal += torch.equal(res[plain][1], res[blocked_forward][1])
+        print(f"{preset:10} batch {batch:3d}: plain/blocked {min(ratios):.2f} / {statistics.median(ratios):.2f} / "
+              f"{max(ratios):.2f} (min / median / max); greedy tokens equal in {equal}/{pairs}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gpu", action="store_true", help="7B-shaped bf16 model on CUDA instead of the CPU runs")
+    ap.add_argument("--blocked", action="store_true", help="nanopref vs nanopref with the dropped CPU decode trick")
     args = ap.parse_args()
     if args.gpu:
         return bench_gpu()
+    if args.blocked:
+        return bench_blocked()
     bw = copy_bandwidth("cpu", lambda: None)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; copy bandwidth {bw / 1e9:.1f} GB/s "
           f"(read + write of a 512 MiB fp32 copy)")

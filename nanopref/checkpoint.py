@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from nanopref.common import InputError, fault_point
 from nanopref.model import ModelArgs, Transformer
-from nanopref.tokenizer import Tokenizer
+from nanopref.tokenizer import Tokenizer, hf_tokenizer_files
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -270,6 +270,7 @@ def load_model(path, device="cpu", dtype=None, head=None):
     if args.tie_embeddings:
         model.output.weight = model.tok_embeddings.weight
     model.init_rope()
+    model.checkpoint = path  # named in errors, e.g. when a reward model is asked to generate
     return model.eval()
 
 
@@ -337,10 +338,10 @@ def hf_config(args: ModelArgs, dtype, tok=None):
     return cfg
 
 
-def write_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
-    """Write the HF layout (config.json, model.safetensors or sharded model-0000i-of-0000n.safetensors + index,
-    tokenizer.model if given) into the directory `path`. state: a full state dict to write instead of
-    model.state_dict() (e.g. gathered from FSDP shards)."""
+def write_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None, template="tulu"):
+    """Write the HF layout (config.json, model.safetensors or sharded model-0000i-of-0000n.safetensors + index; with a
+    tokenizer, tokenizer.model + tokenizer_config.json with `template`) into the directory `path`. state: a full state
+    dict to write instead of model.state_dict() (e.g. gathered from FSDP shards)."""
     args = model.args
     state = {k: v.detach() for k, v in (state if state is not None else model.state_dict()).items()}
     if args.tie_embeddings:
@@ -348,17 +349,14 @@ def write_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=
     dtype = dtype or state["tok_embeddings.weight"].dtype
     hf = {}
     for name, t in state.items():
-        if name.endswith("attention.wq.weight"):
-            t = permute_to_hf(t, args.n_heads)
-        elif name.endswith("attention.wk.weight"):
-            t = permute_to_hf(t, args.n_kv_heads)
+        if name.endswith(("attention.wq.weight", "attention.wk.weight")):  # rotary pairs -> HF's halves
+            t = permute_to_hf(t, args.n_heads if name.endswith("wq.weight") else args.n_kv_heads)
         hf[_rename(name, _HF_NAMES)] = t.to("cpu", dtype).contiguous().clone()
     shards, size = [[]], 0
     for name, t in hf.items():
         nbytes = t.numel() * t.element_size()
         if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
+            shards, size = shards + [[]], 0
         shards[-1].append(name)
         size += nbytes
     weight_map = {}
@@ -366,22 +364,24 @@ def write_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=
         fname = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         save_file({n: hf[n] for n in names}, os.path.join(path, fname), metadata={"format": "pt"})
         weight_map.update({n: fname for n in names})
+    files = {"config.json": hf_config(args, dtype, tokenizer)}
     if len(shards) > 1:
         total = sum(t.numel() * t.element_size() for t in hf.values())
-        with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
-            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(hf_config(args, dtype, tokenizer), f, indent=2)
+        files["model.safetensors.index.json"] = {"metadata": {"total_size": total}, "weight_map": weight_map}
     if tokenizer is not None:
         shutil.copyfile(tokenizer.path, os.path.join(path, "tokenizer.model"))
+        files.update(hf_tokenizer_files(tokenizer, template, args.max_seq_len))
+    for name, obj in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            json.dump(obj, f, indent=2)
 
 
-def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None):
+def save_model(model, path, tokenizer=None, max_shard_bytes=2 * 1024**3, dtype=None, state=None, template="tulu"):
     """write_model atomically: into a temp directory renamed over `path` at the end."""
     tmp = path.rstrip("/") + f".tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    write_model(model, tmp, tokenizer, max_shard_bytes, dtype, state)
+    write_model(model, tmp, tokenizer, max_shard_bytes, dtype, state, template)
     replace_dir(tmp, path)
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nanopref.model import linear
-
 
 def process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     """(..., V) logits -> fp32 logits / temperature with the tokens outside top-k and outside the top-p nucleus
@@ -60,6 +58,13 @@ def decode_step(model, token, position, cache_pos, temperature, top_k, top_p, kv
 _compiled_step = None
 
 
+def require_lm_head(model):
+    """A scalar-head model (reward or value) has no logits to sample from: say so, naming its checkpoint."""
+    if model.args.head != "lm":
+        name = getattr(model, "checkpoint", None) or "this model"
+        raise ValueError(f"{name} is a reward model (scalar head); it cannot generate")
+
+
 def left_pad(prompts, pad_id, device):
     """list of id lists -> tokens (B, Tp) left-padded, mask (B, Tp)."""
     Tp = max(len(p) for p in prompts)
@@ -93,6 +98,7 @@ def generate(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, to
     stop_check_every: every this many steps, ask (one host sync) whether all rows are done, to stop early;
     0 never asks and always runs max_new_tokens steps."""
     global _compiled_step
+    require_lm_head(model)
     device = model.tok_embeddings.weight.device
     if any(len(p) == 0 for p in prompts):
         raise ValueError("generate: empty prompt (a prompt needs at least one token, e.g. BOS)")
@@ -114,7 +120,7 @@ def generate(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, to
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, Tp)
         cache_pos = torch.arange(Tp, device=device)
         h = model(tokens, mask=mask, positions=positions, cache_pos=cache_pos, return_hidden=True)[:, -1]  # (B, C)
-        token, logp = sample_token(linear(h, model.output.weight), temperature, top_k, top_p)
+        token, logp = sample_token(model.output(h), temperature, top_k, top_p)
         position, cache_pos = positions[:, -1] + 1, cache_pos[-1:] + 1
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(max_new_tokens):
@@ -175,6 +181,10 @@ def main():
     torch.manual_seed(cfg.seed)
     device = autodevice(cfg.device)
     model = load_model(cfg.checkpoint, device=device, dtype=getattr(torch, cfg.dtype))
+    try:
+        require_lm_head(model)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     tok = load_tokenizer(cfg.checkpoint, model)
     if cfg.template == "none":
         ids = tok.encode(cfg.prompt, bos=True)

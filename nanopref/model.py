@@ -83,18 +83,6 @@ def model_args(preset, **overrides):
 # -----------------------------------------------------------------------------
 
 
-def linear(x, weight):
-    """x @ weight.T, i.e. F.linear. One exception, for speed: on a CPU, without autograd, for at most 16 rows
-    (decoding), PyTorch's fp32 matrix-vector product runs on a single core at a fraction of the memory bandwidth;
-    the same product written as a batched matmul over 8 blocks of output rows is spread over every core
-    (2-4.5x faster at batch 1 on 2 cores; dev/LOG.md). Same numbers up to float summation order."""
-    rows, (N, K) = x.numel() // x.shape[-1], weight.shape
-    if x.device.type != "cpu" or torch.is_grad_enabled() or rows > 16 or N % 8:
-        return F.linear(x, weight)
-    y = torch.bmm(weight.view(8, N // 8, K), x.reshape(rows, K).t().expand(8, K, rows))  # (8, N/8, rows)
-    return y.reshape(N, rows).t().reshape(*x.shape[:-1], N)
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -151,9 +139,9 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, attn_mask, cache_pos=None, kv_len=None):
         B, T, _ = x.shape
-        q = linear(x, self.wq.weight).view(B, T, self.n_heads, self.head_dim)     # (B, T, H, D)
-        k = linear(x, self.wk.weight).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, D)
-        v = linear(x, self.wv.weight).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, D)
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)     # (B, T, H, D)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, D)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, D)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)    # rotate by each token's position
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, D)
         if cache_pos is not None:  # decoding: write this step's keys/values, attend over the whole cache
@@ -165,7 +153,7 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                                enable_gqa=self.n_heads != self.n_kv_heads)
         y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
-        return linear(y, self.wo.weight)
+        return self.wo(y)
 
 
 class FeedForward(nn.Module):
@@ -176,7 +164,7 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(args.dim, args.ffn_hidden, bias=False)  # up
 
     def forward(self, x):
-        return linear(F.silu(linear(x, self.w1.weight)) * linear(x, self.w3.weight), self.w2.weight)  # SwiGLU
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))  # SwiGLU
 
 
 class TransformerBlock(nn.Module):
@@ -291,7 +279,7 @@ class Transformer(nn.Module):
             return h
         if self.args.head == "scalar":
             return self.score(h).squeeze(-1)  # (B, T)
-        return linear(h, self.output.weight)  # (B, T, V)
+        return self.output(h)  # (B, T, V)
 
 
 def last_real_index(mask):

@@ -235,7 +235,8 @@ def save_run(out_dir, model, optimizer, step, config, tokenizer=None, extra=None
             remove_dir(tmp)
             for name, (m, _) in parts.items():
                 os.makedirs(os.path.join(tmp, name), exist_ok=True)
-                write_model(m, os.path.join(tmp, name), tokenizer, state=states[name][0])
+                write_model(m, os.path.join(tmp, name), tokenizer, state=states[name][0],
+                            template=config.get("template", "tulu"))
                 fault_point("save_run:between_models")
             torch_save(dict(optimizers={name: s[1] for name, s in states.items()}, step=step, config=config,
                             extra=extra or {}, rng=rng), os.path.join(tmp, "train_state.pt"))
@@ -254,7 +255,7 @@ def save_final(out_dir, model, state, tokenizer, config, step):
     with save_errors(tmp):
         remove_dir(tmp)
         os.makedirs(tmp)
-        write_model(model, tmp, tokenizer, state=state)
+        write_model(model, tmp, tokenizer, state=state, template=config.get("template", "tulu"))  # its chat template
         write_json(os.path.join(tmp, "nanopref_config.json"), config)
         _seal(tmp, step)
         replace_dir(tmp, final)

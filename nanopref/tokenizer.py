@@ -4,11 +4,18 @@ Pad id. Llama-2's tokenizer has no pad piece (pad_id = -1), so nanopref pads wit
 EasyLM code does: byte fallback means encoding never produces <unk>, and it is never EOS (id 2). Tokenizers trained
 here get a real <pad> piece (id 3). Padding positions are always masked, so the pad id only has to differ from EOS.
 
-Token boundaries. A conversation is rendered as segments (text, BOS, EOS), and every segment boundary is a token
-boundary: a text segment that continues earlier text is encoded *without* SentencePiece's dummy-prefix space.
-The generation prompt is the same segments up to "<|assistant|>\\n", so the prompt tokens a model sees when
-sampling are exactly the prompt tokens it was trained on, and a response is the tokens after them. For Llama-2's
-tokenizer this equals tokenizing the whole string (tested), since no piece crosses a newline or a leading space.
+Token boundaries, as in the paper. EasyLM renders a conversation as one string with "<s>" and "</s>" written as
+text and tokenizes it with the 2023 (legacy) LlamaTokenizer, which cuts the string at those two tokens and encodes
+each piece as a fresh SentencePiece string, i.e. with the dummy-prefix space: "</s>\n<|user|>" becomes
+</s> "▁" "\n" "<" ... (ids 2, 29871, 13, 29966 for Llama-2; tested against transformers' legacy LlamaTokenizer).
+nanopref renders the same conversation as segments (text, BOS, EOS) and encodes each text segment that follows a
+BOS or EOS the same way. The one other cut is where an assistant message starts: its text, after "<|assistant|>\n",
+is encoded as a continuation (no dummy prefix), so the prompt tokens a model samples from are exactly the prompt
+tokens it was trained on. For Llama-2 this equals the paper's whole-string tokenization (tested), because no piece
+crosses a newline.
+
+A saved model carries the template for the HF ecosystem (`hf_tokenizer_files`): a Jinja `chat_template` whose
+ids under transformers' AutoTokenizer equal `encode_chat`'s (tested with Llama-2's and the world's tokenizers).
 """
 import io
 import os
@@ -131,22 +138,21 @@ def chat_segments(messages, template="tulu", add_generation_prompt=False, train_
     last_asst = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
     seg = [dict(kind="bos", train=False)]
     if template == "tulu":
-        # <|user|>\n{user}\n<|assistant|>\n{assistant}</s>\n<|user|>\n...   (EasyLM's format, final "\n" stripped)
-        text, first = "", True
+        # <|user|>\n{user}\n<|assistant|>\n{assistant}</s>\n<|user|>\n...: EasyLM's format, every message stripped,
+        # the whole string stripped (no "\n" after the last </s>); a text segment after BOS or EOS is a fresh string
+        text = ""
         for i, m in enumerate(messages):
             if m["role"] == "assistant":
-                text += "<|assistant|>\n"
-                seg.append(dict(kind="text", text=text, train=False, prefix=first))
+                seg.append(dict(kind="text", text=text + "<|assistant|>\n", train=False, prefix=True))
                 train = train_on == "all" or i == last_asst
                 seg.append(dict(kind="text", text=m["content"].strip(), train=train, prefix=False))
                 seg.append(dict(kind="eos", train=train))
-                text, first = "\n", False
+                text = "\n"
             else:
-                text += f"<|{m['role']}|>\n{m['content']}\n"
-        if add_generation_prompt:
-            text += "<|assistant|>\n"
-        if text and text != "\n":
-            seg.append(dict(kind="text", text=text, train=False, prefix=first))
+                text += f"<|{m['role']}|>\n{m['content'].strip()}\n"
+        text = text + "<|assistant|>\n" if add_generation_prompt else text.rstrip()
+        if text:
+            seg.append(dict(kind="text", text=text, train=False, prefix=True))
         return seg
     # llama2 (Meta's chat_completion): system folded into the first user turn; each exchange is its own string
     # "<s>[INST] {user} [/INST] {assistant} </s>", and the prompt ends with "[/INST]"
@@ -196,6 +202,48 @@ def encode_chat(tok, messages, template="tulu", add_generation_prompt=False, tra
         ids += piece
         mask += [int(s["train"])] * len(piece)
     return ids, mask
+
+
+# The same templates in Jinja for transformers' apply_chat_template, written to tokenizer_config.json with
+# legacy=False. There, a piece of text after a special token gets no dummy-prefix space (legacy=True would add one
+# after every added token, and the world's <|user|> is one), so the templates write that space out: bos_token + " "
+# and eos_token + " \n" tokenize as BOS + a fresh string and EOS + a fresh string do here.
+CHAT_TEMPLATES = {
+    "tulu": (
+        "{{ bos_token + ' ' }}{% for m in messages %}"
+        "{% if not loop.first and loop.previtem['role'] == 'assistant' %}{{ ' \n' }}{% endif %}"
+        "{% if m['role'] == 'assistant' %}{{ '<|assistant|>\n' + m['content'] | trim + eos_token }}"
+        "{% elif m['role'] in ['system', 'user'] %}{{ '<|' + m['role'] + '|>\n' + m['content'] | trim }}"
+        "{% if not loop.last or add_generation_prompt %}{{ '\n' }}{% endif %}"
+        "{% else %}{{ raise_exception('tulu template: unknown role ' + m['role']) }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{% if messages[-1]['role'] == 'assistant' %}{{ ' \n' }}{% endif %}"
+        "{{ '<|assistant|>\n' }}{% endif %}"),
+    "llama2": (
+        "{% set sys = '' %}{% set msgs = messages %}{% if messages[0]['role'] == 'system' %}"
+        "{% set sys = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' %}{% set msgs = messages[1:] %}"
+        "{% endif %}{% for m in msgs %}{% if (m['role'] == 'user') != (loop.index0 is even) %}"
+        "{{ raise_exception('llama2 template: messages must alternate user/assistant') }}{% endif %}"
+        "{% if loop.index0 is even %}{{ bos_token + ' [INST] ' + ((sys if loop.first else '') + m['content']) | trim"
+        " + ' [/INST]' }}{% else %}{{ ' ' + m['content'] | trim + ' ' + eos_token }}{% endif %}{% endfor %}"),
+}
+
+
+def hf_tokenizer_files(tok, template="tulu", max_len=4096):
+    """{file name: JSON object} that let transformers' AutoTokenizer load tokenizer.model with nanopref's special
+    tokens, pad id and chat template: tokenizer_config.json and special_tokens_map.json."""
+    if template not in CHAT_TEMPLATES:
+        raise ValueError(f"unknown chat template {template!r}; known: {TEMPLATES}")
+    special = dict(bos_token=tok.id_to_piece(tok.bos_id), eos_token=tok.id_to_piece(tok.eos_id),
+                   unk_token=tok.id_to_piece(tok.sp.unk_id()), pad_token=tok.id_to_piece(tok.pad_id))
+    config = dict(tokenizer_class="LlamaTokenizer", legacy=False, add_bos_token=True, add_eos_token=False,
+                  clean_up_tokenization_spaces=False, model_max_length=max_len, chat_template=CHAT_TEMPLATES[template],
+                  **special)
+    return {"tokenizer_config.json": config, "special_tokens_map.json": special}
+
+
+def template_of(chat_template):
+    """The name of the nanopref template whose Jinja is `chat_template`, or None."""
+    return next((name for name, jinja in CHAT_TEMPLATES.items() if jinja == chat_template), None)
 
 
 def encode_prompt_response(tok, prompt_messages, response, template="tulu"):

@@ -134,3 +134,9 @@ def test_compiled_decode_step_matches_eager_on_gpu():
     compiled2 = generate(m, prompts(4), 48, EOS, PAD, temperature=0, compile=True)  # replays the graphs
     assert eager.lists() == compiled.lists()
     assert compiled2.lists() == generate(m, prompts(4), 48, EOS, PAD, temperature=0).lists()
+
+
+def test_reward_model_cannot_generate():
+    rm = Transformer(model_args("test", vocab_size=64, head="scalar")).eval()
+    with pytest.raises(ValueError, match=r"^this model is a reward model \(scalar head\); it cannot generate$"):
+        generate(rm, [[1, 5]], 4, EOS, PAD)
