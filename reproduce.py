@@ -39,14 +39,16 @@ class Config:
 
 
 cfg = parse_config(Config) if __name__ == "__main__" else Config()
+ROOT = os.path.dirname(os.path.abspath(__file__))
 SEED0 = 1337  # the scripts' default seed: seed k of a setting is SEED0 + k
 DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")  # the paper's Table 1 sources, in the world
 # Chosen on the validation prompts by the full tier's sweeps (REPORT.md lists the sweep); the quick tier uses them.
 TUNED = dict(dpo=dict(beta=0.1, lr=1e-4), ppo=dict(kl_coef=0.05, lr=1e-4))
 SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.05, 0.1, 0.3) for lr in (5e-5, 1e-4)],
               ppo=[dict(kl_coef=k, lr=lr) for k in (0.02, 0.05, 0.1) for lr in (5e-5, 1e-4)])
-SMOKE = dict(sft=["--max_steps=2"], rm=["--max_steps=2", "--bon_limit=2"], dpo=["--max_steps=2"],
-             ppo=["--max_steps=2", "--batch_size=16", "--minibatch=16", "--eval_every=0"])
+SMOKE = dict(sft=["--max_steps=2", "--preset=test", "--eval_limit=4"], rm=["--max_steps=2"],
+             dpo=["--max_steps=2", "--eval_limit=4"], ppo=["--max_steps=2", "--batch_size=16", "--minibatch=8",
+                                                           "--eval_limit=4"])
 EVAL_LIMIT = dict(smoke=4)  # world prompts per category for evaluation (None: all)
 
 # -----------------------------------------------------------------------------
@@ -86,7 +88,7 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
             small_sft = add("sft_small", "train_sft.py", evaluated=False, preset="small")
         src = sft if size == "tiny" else small_sft
         return add(f"rm_{data.replace('+', '_')}_{size}", "train_rm.py", [src], evaluated=False, data=data, sft=d(src),
-                   policy=d(sft), preset=size)
+                   policy=d(sft), preset=size, bon_n=16 if tier == "full" else 0)  # Best-of-16: Table 3 only
 
     def dpo(data, seed, **hp):  # a sweep point equal to TUNED is the same run as the main one: done once
         hp = {**tuned["dpo"], **hp}
@@ -120,9 +122,10 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
 
 
 def done(run, root):
+    """Trained (its model marked finished) and, for a policy, evaluated on the test prompts."""
     out = os.path.join(root, "runs", run.name)
-    return os.path.exists(os.path.join(out, "model", "config.json")) and \
-        (not run.evaluated or all(os.path.exists(os.path.join(out, f"eval_{s}.json")) for s in ("val", "test")))
+    return os.path.exists(os.path.join(out, "model", "DONE")) and \
+        (not run.evaluated or os.path.exists(os.path.join(out, "eval_test.json")))
 
 
 # -----------------------------------------------------------------------------
@@ -130,8 +133,11 @@ def done(run, root):
 
 
 def command(run, root, tier):
+    """The run's command line. Trainers evaluate on the validation prompts once, at the end (what `choose` reads);
+    the test prompts are evaluated afterwards, by evaluate.py."""
     out = os.path.join(root, "runs", run.name)
-    args = [f"--{k}={v}" for k, v in {**run.args, "out_dir": out, "world_seed": cfg.world_seed}.items()]
+    every = {} if run.script == "train_rm.py" else {"eval_every": 0, "eval_split": "val"}
+    args = [f"--{k}={v}" for k, v in {**run.args, **every, "out_dir": out, "world_seed": cfg.world_seed}.items()]
     kind = run.script[6:-3]
     return [sys.executable, run.script] + args + (SMOKE[kind] if tier == "smoke" else [])
 
@@ -154,8 +160,8 @@ def execute(runs, root, tier):
     for i, run in enumerate(todo, 1):
         kind = run.script[6:-3]
         t0 = time.time()
-        cmds = [(command(run, root, tier), None)] + \
-            ([evaluate(run, root, s, EVAL_LIMIT.get(tier)) for s in ("val", "test")] if run.evaluated else [])
+        cmds = [(command(run, root, tier), None)] + ([evaluate(run, root, "test", EVAL_LIMIT.get(tier))]
+                                                     if run.evaluated else [])
         with open(os.path.join(root, "logs", f"{run.name}.log"), "a") as log:
             for cmd, result in cmds:
                 if result and os.path.exists(result):  # evaluated before a kill
@@ -182,10 +188,15 @@ def read_json(path):
 
 
 def records(root, name, split="test"):
-    """{prompt id: (category, score)} of a run's evaluation on a split."""
-    res = read_json(os.path.join(root, "runs", name, f"eval_{split}.json"))
-    (world,) = [v["world"] for v in res.values()]
-    return {r["id"]: (r["category"], r["score"]) for r in world["records"]}
+    """{prompt id: (category, score)} of a run's evaluation on a split: val from the trainer's own final
+    evaluation (eval_world_samples.jsonl), test from evaluate.py's (eval_test.json)."""
+    run = os.path.join(root, "runs", name)
+    if split == "val":
+        rows = [json.loads(line) for line in open(os.path.join(run, "eval_world_samples.jsonl"))]
+    else:
+        (world,) = [v["world"] for v in read_json(os.path.join(run, "eval_test.json")).values()]
+        rows = world["records"]
+    return {r["id"]: (r["category"], r["score"]) for r in rows}
 
 
 def scores(recs):

@@ -16,8 +16,12 @@ def fake_run(root, name, split, scores_by_cat):
     """An evaluate.py-style result file with per-prompt records: {category: [score per prompt]}."""
     recs = [dict(id=f"{c}-{i}", category=c, score=s) for c, ss in scores_by_cat.items() for i, s in enumerate(ss)]
     os.makedirs(os.path.join(root, "runs", name), exist_ok=True)
-    with open(os.path.join(root, "runs", name, f"eval_{split}.json"), "w") as f:
-        json.dump({name: {"world": {"metrics": {}, "records": recs}}}, f)
+    if split == "val":  # the trainer's own final evaluation
+        with open(os.path.join(root, "runs", name, "eval_world_samples.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in recs)
+    else:  # evaluate.py's
+        with open(os.path.join(root, "runs", name, "eval_test.json"), "w") as f:
+            json.dump({name: {"world": {"metrics": {}, "records": recs}}}, f)
 
 
 def test_over_seeds_and_paired_match_naive_loops(tmp_path):
@@ -91,3 +95,24 @@ def test_svg_figures_are_well_formed():
     assert "t &lt;1&gt;" in svg
     root = ET.fromstring(lines("kl", {"rm": [(0, 1.0), (1, 2.0), (2, 2.5)]}, "KL", "score"))
     assert len(list(root.iter("{http://www.w3.org/2000/svg}circle"))) == 3
+
+
+@pytest.mark.slow
+def test_smoke_tier_end_to_end(tmp_path):
+    """Every kind of run for two steps, evaluated, then REPORT.md with the headline table, a verdict and the figures;
+    a second invocation finds every run finished and only rewrites the report."""
+    import subprocess
+    import sys
+    root = tmp_path / "smoke"
+    cmd = [sys.executable, "reproduce.py", "--tier=smoke", f"--name={root}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, cwd=reproduce.ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "ETA" in p.stdout
+    report = open(root / "REPORT.md").read()
+    assert "## DPO vs PPO on the same data" in report and "| PPO (RM on uf_fine) |" in report
+    assert any(v in report for v in ("**reproduced**", "**reversed**", "**inconclusive**"))
+    for fig in ("dpo_vs_ppo.svg", "ppo_rm_vs_kl.svg", "ppo_truth_vs_kl.svg"):
+        ET.parse(root / fig)
+    p = subprocess.run(cmd, cwd=reproduce.ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0 and "4 runs, 4 already finished" in p.stdout, p.stdout[-3000:]
