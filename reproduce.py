@@ -207,7 +207,13 @@ def scores(recs):
 
 
 def over_seeds(root, names, split="test"):
-    """Mean ± s.e. over seeds of each category and overall: {column: (mean, se)}."""
+    """Mean ± s.e. of each category and overall: over seeds when there are several; with one seed, over its
+    prompts (the overall's s.e. combining the categories' as the world's evaluation does). {column: (mean, se)}"""
+    if len(names) == 1:
+        recs = records(root, names[0], split)
+        out = {c: mean_se([s for k, s in recs.values() if k == c]) for c in CATEGORIES}
+        return {**out, "overall": (sum(m for m, _ in out.values()) / len(CATEGORIES),
+                                   sum(se ** 2 for _, se in out.values()) ** 0.5 / len(CATEGORIES))}
     per = [scores(records(root, n, split)) for n in names]
     return {c: mean_se([p[c] for p in per]) for c in per[0]}
 
@@ -260,8 +266,9 @@ def report(root, tier, seeds, tuned, sweep=None):
     names = lambda prefix: [f"{prefix}_s{s}" for s in range(seeds)]  # noqa: E731
     lines_md, findings, figs = [f"# nanopref: the paper in miniature ({tier} tier)", "",
                                 f"Seeds per setting: {seeds} ({', '.join(str(SEED0 + s) for s in range(seeds))}); "
-                                f"world seed {cfg.world_seed}. Every number is on the test prompts (mean ± s.e.); "
-                                "hyperparameters were chosen on the validation prompts.", ""], [], []
+                                f"world seed {cfg.world_seed}. Every number is on the test prompts: mean ± s.e. "
+                                + ("over seeds" if seeds > 1 else "over prompts (one seed)") +
+                                "; hyperparameters were chosen on the validation prompts.", ""], [], []
     cols = tuple(CATEGORIES) + ("overall",)
     dpo_uf, ppo_uf = f"dpo_uf_fine{tag(tuned['dpo'])}", f"ppo_uf_fine_tiny_general{tag(tuned['ppo'])}"
     sft = over_seeds(root, ["sft"])
@@ -278,7 +285,8 @@ def report(root, tier, seeds, tuned, sweep=None):
                      verdict(diff["overall"][0], se)))
     lines_md += ["## DPO vs PPO on the same data (the paper's Table 2)", "", table(rows), "",
                  "PPO - DPO, paired per prompt: " + ", ".join(f"{c} {m:+.3f} ± {s:.3f}" for c, (m, s) in diff.items())
-                 + f"; over seeds: {seed_diff[0]:+.3f} ± {seed_diff[1]:.3f}.", ""]
+                 + (f"; over {seeds} seeds: {seed_diff[0]:+.3f} ± {seed_diff[1]:.3f}." if seeds > 1 else
+                    " (one seed: no spread over seeds to add).") + "", ""]
     figs.append(("dpo_vs_ppo.svg", bars("DPO vs PPO on uf_fine (test)", list(cols),
                                         {k: [v[c] for c in cols] for k, v in rows.items()},
                                         ylabel="ground-truth score")))
