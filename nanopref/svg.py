@@ -16,7 +16,8 @@ def _ticks(lo, hi, n=5):
     step = 10 ** math.floor(math.log10(max(hi - lo, 1e-9) / n))
     step *= next(m for m in (1, 2, 2.5, 5, 10) if (hi - lo) / (step * m) <= n)
     first = math.floor(lo / step) * step
-    return [round(first + i * step, 10) for i in range(int((hi - first) / step) + 2) if first + i * step <= hi + 1e-9]
+    ticks = [round(first + i * step, 10) for i in range(int((hi - first) / step) + 2)]
+    return [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
 
 
 def _frame(title, ylabel, lo, hi, xlabel=""):
