@@ -21,7 +21,8 @@ optimizers), advantages whitened per minibatch. (5) One log line. --prompts is "
 or a JSONL of {"messages": [..., user turn]} or {"prompt": "..."} rows.
 
 The run directory: out_dir/model (the policy, HF layout + tokenizer.model), metrics.jsonl (one row per step),
-eval_world.json and eval_world_samples.jsonl (world), reward_norm.json (--reward_norm), and ckpt/ (policy, and the
+eval_world.json and eval_world_samples.jsonl (world), rollouts.jsonl (each step's responses and scores, every
+rank's), reward_norm.json (--reward_norm), and ckpt/ (policy, and the
 value model in ckpt/value) while training: a killed run restarts from its last checkpoint when run again with the
 same arguments.
 
@@ -229,6 +230,7 @@ check_schedule(total * n_updates, cfg.warmup)
 mb_size = cfg.minibatch // n_ranks  # rollouts of one minibatch on this rank
 autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), start)  # rows of steps >= start dropped
+rollout_log = MetricsLog(os.path.join(cfg.out_dir, "rollouts.jsonl"), start)  # every step's rollouts, all ranks
 start, resumed = load_run(cfg.out_dir, policy, opt_policy, others={"value": (value, opt_value)})  # one checkpoint
 if cfg.reward_norm and start and "reward_norm" not in resumed:  # resumed: beta and the reward normalisation
     raise SystemExit(f"{cfg.out_dir}/ckpt was saved without --reward_norm: resume without it, or start over")
@@ -446,6 +448,13 @@ for step in range(start, total):
     truth = [ground_truth(rows[i], r, world["kb"]) for i, r in zip(ids, responses)] if world else None
     stats.rollouts(scored, roll["mask"], None if cfg.recompute else roll["sampler_logps"], truth)
     metrics = stats.metrics(kl_coef, n_updates, n_ranks)
+    mine = [dict(rank=rank, row=i, response=r, score=float(x), **({"truth": t} if truth else {}))
+            for i, r, x, t in zip(ids, responses, scored["scores"], truth or responses)]
+    gathered = [mine]
+    if dist.is_initialized():  # every rank's own samples (each rank samples with its own seed, seed + rank)
+        gathered = [None] * n_ranks
+        dist.all_gather_object(gathered, mine)
+    rollout_log.log(step, quiet=True, rollouts=[r for part in gathered for r in part])
     if step % cfg.log_every == 0 or step == total - 1:
         lr = lr_at((step + 1) * n_updates - 1, total * n_updates, cfg.lr, cfg.warmup, decay="constant")
         log.log(step, **metrics, lr=lr, rollouts_per_s=round(seen * n_ranks / (time.time() - t0), 2))

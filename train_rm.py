@@ -73,7 +73,7 @@ class Config:
     preset: str = "tiny"        # world RM size: tiny (from out/sft) or small (from out/sft_small)
     policy: str = "out/sft"     # world: the policy whose samples make the preference data and the Best-of-N candidates
     world_seed: int = 0         # which world to build or use
-    out_dir: str | None = None  # run directory (None: out/rm, out/rm_small, out/rm_<data>, ..._reg for regression)
+    out_dir: str | None = None  # run directory (None: out/rm, out/rm_small, out/rm_<data or dir_file>, ..._reg)
     recipe: str = "world"       # world: the values below; paper: the paper's (PAPER, under any flag given)
     template: str = "tulu"      # chat template: tulu or llama2
     loss: str = "bt"            # bt (Bradley-Terry) | regression (squared error to per-response ratings)
@@ -124,7 +124,9 @@ if cfg.loss not in ("bt", "regression") or cfg.target not in ("score", "true"):
     raise SystemExit(f"--loss must be bt or regression (got {cfg.loss}); --target score or true (got {cfg.target})")
 cfg.sft = cfg.sft or (PRESET_SFT[cfg.preset] if on_world else None)
 if not cfg.out_dir:
-    name = "_".join(p if on_world else os.path.basename(p).split(".")[0] for p in parts)
+    # a file is named by its directory and stem: .../helpful-base/test.jsonl.gz -> helpful-base_test, not just "test"
+    name = "_".join(p if on_world else f"{os.path.basename(os.path.dirname(os.path.abspath(p)))}_"
+                    f"{os.path.basename(p).split('.')[0]}" for p in parts)
     cfg.out_dir = os.path.join("out", "rm" + ("_small" if cfg.preset == "small" else "") +
                                ("" if cfg.data == Config.data else f"_{name}") +
                                ("_reg" if cfg.loss == "regression" else ""))

@@ -380,3 +380,17 @@ def test_sampling_copy_refreshes_in_place():
     m.layers[0].attention.wq.weight.mul_(2)
     assert sampling_copy(m, torch.bfloat16, into=copy) is copy
     assert torch.equal(copy(x), sampling_copy(m, torch.bfloat16)(x))
+
+
+@pytest.mark.slow
+def test_two_ranks_sample_their_own_rollouts(setup, tmp_path):
+    """Each rank seeds its sampler with seed + rank. Given one prompt repeated, rank 0's and rank 1's responses
+    (rollouts.jsonl gathers both) must differ; with one seed on every rank, row j of each rank would be the same."""
+    d, _, run = setup
+    first = open(d / "prompts.jsonl").readline()
+    (tmp_path / "same.jsonl").write_text(first * 16)
+    run("same_prompt", nproc=2, prompts=tmp_path / "same.jsonl", max_steps=1)
+    (row,) = [json.loads(line) for line in open(d / "same_prompt" / "rollouts.jsonl")]
+    by_rank = [[r["response"] for r in row["rollouts"] if r["rank"] == k] for k in (0, 1)]
+    assert len(by_rank[0]) == len(by_rank[1]) == 4
+    assert by_rank[0] != by_rank[1], by_rank
