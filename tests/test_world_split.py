@@ -68,5 +68,5 @@ def test_run_evaluates_the_split_it_is_asked_for(built):
         world_eval.run(EchoLM(), w, split="train")
     rows = [dict(id=ex["id"], output="x") for ex in w["val"]["math"][:3]]
     assert world_eval.score_responses(rows, w, split="val")["math"]["n"] == 3
-    with pytest.raises(ValueError, match="not in the world's test prompts"):
+    with pytest.raises(ValueError, match="is not a world test example"):
         world_eval.score_responses(rows, w)
