@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from nanopref.common import check_config, parse_config, print_config, write_json
@@ -35,6 +36,7 @@ class Config:
     name: str | None = None     # results in out/<name> (None: the tier's name)
     seeds: int | None = None    # seeds per DPO/PPO setting (None: quick 1, full 3, smoke 1)
     world_seed: int = 0         # which world
+    jobs: int = 2               # runs at a time, one thread each (the numbers do not depend on it)
     dry_run: bool = False       # print the plan and stop
 
 
@@ -44,8 +46,9 @@ SEED0 = 1337  # the scripts' default seed: seed k of a setting is SEED0 + k
 DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")  # the paper's Table 1 sources, in the world
 # Chosen on the validation prompts by the full tier's sweeps (REPORT.md lists the sweep); the quick tier uses them.
 TUNED = dict(dpo=dict(beta=0.1, lr=1e-4), ppo=dict(kl_coef=0.05, lr=1e-4))
-SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.05, 0.1, 0.3) for lr in (5e-5, 1e-4)],
-              ppo=[dict(kl_coef=k, lr=lr) for k in (0.02, 0.05, 0.1) for lr in (5e-5, 1e-4)])
+# Equal budgets: four seed-0 runs each, the KL strength and the learning rate, TUNED among them
+SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.1, 0.3) for lr in (5e-5, 1e-4)],
+              ppo=[dict(kl_coef=k, lr=lr) for k in (0.05, 0.2) for lr in (5e-5, 1e-4)])
 SMOKE = dict(sft=["--max_steps=2", "--preset=test", "--eval_limit=4"], rm=["--max_steps=2"],
              dpo=["--max_steps=2", "--eval_limit=4"], ppo=["--max_steps=2", "--batch_size=16", "--minibatch=8",
                                                            "--eval_limit=4"])
@@ -71,7 +74,10 @@ class Run:
 
 def plan(tier, seeds, root, tuned, sweeps_only=False):
     """-> {run name: Run}, in an order where every run comes after what it needs. sweeps_only: the full tier's
-    tuning runs (seed 0 on uf_fine, one per SWEEPS point), which run first: `choose` picks `tuned` from them."""
+    tuning runs (seed 0 on uf_fine, one per SWEEPS point), which run first: `choose` picks `tuned` from them.
+    The full tier's cuts, to fit 90 minutes on a 2-core CPU: web_length and arena (Table 1 rows without a verdict)
+    get one seed; the uf_fine+math_steps RM (9.4x uf_fine's pairs) is trained for one epoch, as the paper's RMs
+    were, instead of three; the RM-size study uses uf_fine data (the paper's 13B vs 70B UltraFeedback RMs)."""
     runs = {}
     d = lambda name: os.path.join(root, "runs", name)  # noqa: E731
 
@@ -82,18 +88,20 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
     sft = add("sft", "train_sft.py")
     small_sft = None
 
-    def rm(data, size="tiny"):
+    def rm(data, size="tiny", **args):
         nonlocal small_sft
         if size == "small" and small_sft is None:
             small_sft = add("sft_small", "train_sft.py", evaluated=False, preset="small")
         src = sft if size == "tiny" else small_sft
         return add(f"rm_{data.replace('+', '_')}_{size}", "train_rm.py", [src], evaluated=False, data=data, sft=d(src),
-                   policy=d(sft), preset=size, bon_n=16 if tier == "full" else 0)  # Best-of-16: Table 3 only
+                   policy=d(sft), preset=size, bon_n=0 if tier == "smoke" else 16, **args)
 
     def dpo(data, seed, **hp):  # a sweep point equal to TUNED is the same run as the main one: done once
         hp = {**tuned["dpo"], **hp}
-        return add(f"dpo_{data}{tag(hp)}_s{seed}", "train_dpo.py", [sft], data=data, init=d(sft), seed=SEED0 + seed,
-                   **hp)
+        first = f"dpo_{data}{tag(hp)}_s0"  # on-policy pairs are sampled by the first run; the others wait for it
+        return add(f"dpo_{data}{tag(hp)}_s{seed}", "train_dpo.py", [sft] + ([first] if seed and "onpolicy" in data
+                                                                           else []),
+                   data=data, init=d(sft), seed=SEED0 + seed, **hp)
 
     def ppo(reward, prompts, seed, **hp):
         hp = {**tuned["ppo"], **hp}
@@ -111,11 +119,11 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
         dpo("uf_fine", s)
         ppo(rm_uf, "general", s)
     if tier == "full":
-        rm_uo, rm_mix, rm_mix_small = rm("uf_overall"), rm("uf_fine+math_steps"), rm("uf_fine+math_steps", "small")
+        rm_uo, rm_mix, rm_small = rm("uf_overall"), rm("uf_fine+math_steps", epochs=1), rm("uf_fine", "small")
         for s in range(seeds):
-            for data in DATASETS[1:] + ("uf_fine_onpolicy",):
+            for data in ("uf_overall", "hh_human", "uf_fine_onpolicy") + (("web_length", "arena") if s == 0 else ()):
                 dpo(data, s)
-            for reward in (rm_uo, rm_mix, rm_mix_small):
+            for reward in (rm_uo, rm_small, rm_mix):
                 ppo(reward, "general", s)
             ppo(rm_mix, "math", s)
     return runs
@@ -150,32 +158,53 @@ def evaluate(run, root, split, limit):
             f"--world_seed={cfg.world_seed}", f"--out={path}"] + ([f"--limit={limit}"] if limit else []), path
 
 
-def execute(runs, root, tier):
+def run_one(run, root, tier):
+    """Train (resuming a killed run), then evaluate a policy on the test prompts; output in logs/<run>.log.
+    Every run uses one thread: its numbers are then the same bits whatever --jobs and the machine's core count
+    (the sampler's last bits depend on the thread count; dev/LOG.md)."""
+    cmds = [(command(run, root, tier), None)] + ([evaluate(run, root, "test", EVAL_LIMIT.get(tier))]
+                                                 if run.evaluated else [])
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with open(os.path.join(root, "logs", f"{run.name}.log"), "a") as log:
+        for cmd, result in cmds:
+            if result and os.path.exists(result):  # evaluated before a kill
+                continue
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode:
+                return f"{run.name} failed: see {log.name}; rerun to resume"
+
+
+def execute(runs, root, tier, jobs):
+    """Every unfinished run, `jobs` at a time, each as soon as the runs it needs have finished; one line per run."""
     os.makedirs(os.path.join(root, "logs"), exist_ok=True)
     todo = [r for r in runs.values() if not done(r, root)]
-    print(f"{len(runs)} runs, {len(runs) - len(todo)} already finished; logs in {root}/logs")
-    cost = {"sft": 120, "rm": 420, "dpo": 150, "ppo": 200, "eval": 30}  # seconds on a 2-core CPU, updated as we go
-    seen = {}
-    t_start = time.time()
-    for i, run in enumerate(todo, 1):
-        kind = run.script[6:-3]
-        t0 = time.time()
-        cmds = [(command(run, root, tier), None)] + ([evaluate(run, root, "test", EVAL_LIMIT.get(tier))]
-                                                     if run.evaluated else [])
-        with open(os.path.join(root, "logs", f"{run.name}.log"), "a") as log:
-            for cmd, result in cmds:
-                if result and os.path.exists(result):  # evaluated before a kill
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already finished; {jobs} at a time; logs in {root}/logs")
+    cost = {"sft": 150, "rm": 150, "dpo": 200, "ppo": 300}  # seconds per run at one thread, updated as we go
+    seen, running, failed, t_start = {}, {}, [], time.time()
+    finished = {r.name for r in runs.values() if done(r, root)}
+    with ThreadPoolExecutor(jobs) as pool:
+        while todo or running:
+            ready = [r for r in todo if all(n in finished or n not in runs for n in r.needs)]
+            for run in ready[:max(0, jobs - len(running))] if not failed else []:
+                todo.remove(run)
+                running[pool.submit(run_one, run, root, tier)] = (run, time.time())
+            if not running:
+                break
+            for fut in wait(running, return_when=FIRST_COMPLETED).done:
+                run, t0 = running.pop(fut)
+                if fut.result():
+                    failed.append(fut.result())
                     continue
-                log.write("$ " + " ".join(cmd) + "\n")
-                log.flush()
-                p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-                if p.returncode:
-                    raise SystemExit(f"{run.name} failed (exit {p.returncode}): see {log.name}; rerun to resume")
-        seen.setdefault(kind, []).append(time.time() - t0)
-        cost[kind] = sum(seen[kind]) / len(seen[kind])
-        left = sum(cost[r.script[6:-3]] for r in todo[i:])
-        print(f"[{i:3d}/{len(todo)}] {run.name:44} {time.time() - t0:6.0f}s  elapsed {time.time() - t_start:5.0f}s  "
-              f"ETA {left / 60:5.1f} min", flush=True)
+                finished.add(run.name)
+                kind = run.script[6:-3]
+                seen.setdefault(kind, []).append(time.time() - t0)
+                cost[kind] = sum(seen[kind]) / len(seen[kind])
+                left = sum(cost[r.script[6:-3]] for r in todo) / jobs
+                print(f"[{len(finished):3d}/{len(runs)}] {run.name:44} {time.time() - t0:6.0f}s  "
+                      f"elapsed {time.time() - t_start:5.0f}s  ETA {left / 60:5.1f} min", flush=True)
+    if failed or todo:
+        raise SystemExit("\n".join(failed) or f"not run: {', '.join(r.name for r in todo)}")
 
 
 # -----------------------------------------------------------------------------
@@ -262,6 +291,67 @@ def table(rows, columns=tuple(CATEGORIES) + ("overall",)):
     return "\n".join(out)
 
 
+def rollout_stats(root, name):
+    """From a PPO run's rollouts.jsonl, per step and category: the RM's mean score, the ground truth's, and the RM's
+    pairwise accuracy on its own rollouts (pairs of one step and category whose ground truths differ: does the RM
+    rank them as the ground truth does?). -> {step: {category: (rm, truth, accuracy, pairs)}}"""
+    out = {}
+    for line in open(os.path.join(root, "runs", name, "rollouts.jsonl")):
+        row = json.loads(line)
+        out[row["step"]] = {}
+        for c in CATEGORIES:
+            mine = [(r["score"], r["truth"]) for r in row["rollouts"] if r.get("category") == c]
+            pairs = [(a, b) for i, a in enumerate(mine) for b in mine[i + 1:] if a[1] != b[1]]
+            right = sum((a[0] - b[0]) * (a[1] - b[1]) > 0 for a, b in pairs)
+            out[row["step"]][c] = (sum(x for x, _ in mine) / max(1, len(mine)),
+                                   sum(t for _, t in mine) / max(1, len(mine)), right / max(1, len(pairs)), len(pairs))
+    return out
+
+
+def mechanism(root, rm_name, ppo_names, sft):
+    """Where PPO's gains stop, with evidence: the RM's Best-of-16 ceiling on the SFT policy's samples, and on PPO's
+    own rollouts the RM score, the ground truth and the RM's pairwise accuracy, early vs late in training.
+    -> (markdown lines, [(figure name, svg)])"""
+    md = ["## Where PPO's gains stop: the reward model's view (test prompts for Best-of-16, training rollouts below)",
+          ""]
+    ev = read_json(os.path.join(root, "runs", rm_name, "eval_rm.json"))
+    bon = ev.get("best_of_n", {}).get("metrics")
+    if bon:
+        md += [f"Best-of-{ev['best_of_n']['n']} of the SFT policy's samples, reranked by `{rm_name}` (the most any "
+               "optimiser of this RM can reach by reweighting what the SFT policy already says) against the oracle "
+               "judge's pick and the best sample by ground truth:", "",
+               "| | " + " | ".join(CATEGORIES) + " | overall |", "|---" * (len(CATEGORIES) + 2) + "|"]
+        for k, label in (("greedy", "SFT greedy"), ("random", "a random sample"), ("rm", "RM's pick"),
+                         ("oracle", "oracle's pick"), ("best", "best sample"), ("rm-random", "RM's pick - random")):
+            md.append(f"| {label} | " + " | ".join(f"{bon[c][k]['score']:.3f} ± {bon[c][k]['stderr']:.3f}"
+                                                   for c in CATEGORIES + ["overall"]) + " |")
+        md.append("")
+    per_seed = [rollout_stats(root, n) for n in ppo_names]
+    steps = sorted(per_seed[0])
+    k = max(1, len(steps) // 4)  # early: the first quarter of the steps; late: the last quarter
+    md += [f"PPO's own rollouts (training prompts, {len(ppo_names)} seed(s); early = steps {steps[0]}-{steps[k - 1]}, "
+           f"late = steps {steps[-k]}-{steps[-1]}): the RM's mean score, the ground truth, and the RM's pairwise "
+           "accuracy (pairs of one step and category whose ground truths differ). A rising RM score with flat or "
+           "falling ground truth is over-optimisation; an accuracy near 0.5 is a category the RM cannot see.", "",
+           "| category | RM score early → late | ground truth early → late | RM pairwise accuracy early → late |",
+           "|---|---|---|---|"]
+
+    def avg(c, idx, part):
+        vals = [st[s][c] for st in per_seed for s in (steps[:k] if part == "early" else steps[-k:])]
+        if idx == 2:  # accuracy: pooled over pairs
+            return sum(v[2] * v[3] for v in vals) / max(1, sum(v[3] for v in vals))
+        return sum(v[idx] for v in vals) / len(vals)
+
+    for c in CATEGORIES:
+        md.append(f"| {c} | " + " | ".join(f"{avg(c, i, 'early'):.3f} → {avg(c, i, 'late'):.3f}" for i in range(3))
+                  + " |")
+    md += ["", f"SFT's test score per category for scale: " + ", ".join(f"{c} {sft[c][0]:.3f}" for c in CATEGORIES)
+           + ".", ""]
+    fig = lines("PPO rollouts: ground truth per category over training (seed 0)",
+                {c: [(s, per_seed[0][s][c][1]) for s in steps] for c in CATEGORIES}, "rollout step", "ground truth")
+    return md, [("ppo_truth_by_category.svg", fig)]
+
+
 def report(root, tier, seeds, tuned, sweep=None):
     names = lambda prefix: [f"{prefix}_s{s}" for s in range(seeds)]  # noqa: E731
     lines_md, findings, figs = [f"# nanopref: the paper in miniature ({tier} tier)", "",
@@ -301,6 +391,9 @@ def report(root, tier, seeds, tuned, sweep=None):
         figs.append(("ppo_truth_vs_kl.svg", lines("PPO: ground truth of its rollouts against KL",
                                                   {"ground truth": curves["ground truth (rollouts)"]},
                                                   "KL(policy || reference), summed per response", "ground truth")))
+    md, more = mechanism(root, "rm_uf_fine_tiny", names(ppo_uf), sft)
+    lines_md += md
+    figs += more
     if sweep:
         lines_md += ["## Tuning (validation prompts, seed 0, equal budget: one run per point)", ""]
         lines_md += [f"- {k}: " + ", ".join(f"{t[1:]} {m:.3f}" for t, (m, _) in res.items()) +
@@ -362,7 +455,7 @@ if __name__ == "__main__":
     if cfg.tier == "full":  # tuning first, on the validation prompts; its choice then drives every study
         sweeps = plan(cfg.tier, seeds, root, TUNED, sweeps_only=True)
         if not cfg.dry_run:
-            execute(sweeps, root, cfg.tier)
+            execute(sweeps, root, cfg.tier, cfg.jobs)
             tuned, sweep = choose(root)
     runs = plan(cfg.tier, seeds, root, tuned)
     if cfg.dry_run:
@@ -371,7 +464,7 @@ if __name__ == "__main__":
         raise SystemExit(0)
     write_json(os.path.join(root, "plan.json"), dict(tuned=tuned, runs={n: dict(script=r.script, args=r.args)
                                                                         for n, r in runs.items()}))
-    execute(runs, root, cfg.tier)
+    execute(runs, root, cfg.tier, cfg.jobs)
     for f, m, s, v in report(root, cfg.tier, seeds, tuned, sweep):
         print(f"{v:>13}  {m:+.3f} ± {s:.3f}  {f}")
     print(f"report: {root}/REPORT.md")

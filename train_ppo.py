@@ -448,7 +448,8 @@ for step in range(start, total):
     truth = [ground_truth(rows[i], r, world["kb"]) for i, r in zip(ids, responses)] if world else None
     stats.rollouts(scored, roll["mask"], None if cfg.recompute else roll["sampler_logps"], truth)
     metrics = stats.metrics(kl_coef, n_updates, n_ranks)
-    mine = [dict(rank=rank, row=i, response=r, score=float(x), **({"truth": t} if truth else {}))
+    mine = [dict(rank=rank, row=i, response=r, score=float(x), **({"truth": t, "category": rows[i]["category"]}
+                                                                   if truth else {}))
             for i, r, x, t in zip(ids, responses, scored["scores"], truth or responses)]
     gathered = [mine]
     if dist.is_initialized():  # every rank's own samples (each rank samples with its own seed, seed + rank)

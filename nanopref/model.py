@@ -65,7 +65,7 @@ class ModelArgs:
 PRESETS = {
     "test":       dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, multiple_of=32, max_seq_len=256),
     "tiny":       dict(dim=128, n_layers=4, n_heads=4, vocab_size=2048, multiple_of=64, max_seq_len=512),
-    "small":      dict(dim=192, n_layers=6, n_heads=6, vocab_size=2048, multiple_of=64, max_seq_len=512),
+    "small":      dict(dim=256, n_layers=6, n_heads=8, vocab_size=2048, multiple_of=64, max_seq_len=512),
     "bench-20m":  dict(dim=256, n_layers=8, n_heads=8, vocab_size=32000, multiple_of=256, max_seq_len=1024),
     "llama2-7b":  dict(dim=4096, n_layers=32, n_heads=32, vocab_size=32000, multiple_of=256),
     "llama2-13b": dict(dim=5120, n_layers=40, n_heads=40, vocab_size=32000, multiple_of=256),
