@@ -53,7 +53,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nanopref.common import DATA_DIR, OUT_DIR, autodevice, check_config, parse_config, print_config, write_json
+from nanopref.common import DATA_DIR, OUT_DIR, autodevice, write_json
+from nanopref.config import check_config, parse_config, print_config
 
 TASKS = ("world", "mmlu", "mmlu_5shot", "gsm8k", "bbh", "truthfulqa", "humaneval", "mbpp", "ifeval", "xstest",
          "toxigen", "alpaca_eval", "alpaca_eval1")

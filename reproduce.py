@@ -24,7 +24,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from nanopref.common import check_config, parse_config, print_config, write_json
+from nanopref.common import write_json
+from nanopref.config import check_config, parse_config, print_config
 from nanopref.evals.world import mean_se
 from nanopref.svg import bars, lines
 from nanopref.world import CATEGORIES
@@ -212,8 +213,7 @@ def execute(runs, root, tier, jobs):
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    return json.load(open(path))
 
 
 def records(root, name, split="test"):
@@ -339,13 +339,13 @@ def mechanism(root, rm_name, ppo_names, sft):
     def avg(c, idx, part):
         vals = [st[s][c] for st in per_seed for s in (steps[:k] if part == "early" else steps[-k:])]
         if idx == 2:  # accuracy: pooled over pairs
-            return sum(v[2] * v[3] for v in vals) / max(1, sum(v[3] for v in vals))
-        return sum(v[idx] for v in vals) / len(vals)
+            n = sum(v[3] for v in vals)
+            return f"{sum(v[2] * v[3] for v in vals) / n:.3f} ({n} pairs)" if n else "-"
+        return f"{sum(v[idx] for v in vals) / len(vals):.3f}"
 
     for c in CATEGORIES:
-        md.append(f"| {c} | " + " | ".join(f"{avg(c, i, 'early'):.3f} → {avg(c, i, 'late'):.3f}" for i in range(3))
-                  + " |")
-    md += ["", f"SFT's test score per category for scale: " + ", ".join(f"{c} {sft[c][0]:.3f}" for c in CATEGORIES)
+        md.append(f"| {c} | " + " | ".join(f"{avg(c, i, 'early')} → {avg(c, i, 'late')}" for i in range(3)) + " |")
+    md += ["", "SFT's test score per category for scale: " + ", ".join(f"{c} {sft[c][0]:.3f}" for c in CATEGORIES)
            + ".", ""]
     fig = lines("PPO rollouts: ground truth per category over training (seed 0)",
                 {c: [(s, per_seed[0][s][c][1]) for s in steps] for c in CATEGORIES}, "rollout step", "ground truth")
@@ -353,92 +353,122 @@ def mechanism(root, rm_name, ppo_names, sft):
 
 
 def report(root, tier, seeds, tuned, sweep=None):
-    names = lambda prefix: [f"{prefix}_s{s}" for s in range(seeds)]  # noqa: E731
-    lines_md, findings, figs = [f"# nanopref: the paper in miniature ({tier} tier)", "",
-                                f"Seeds per setting: {seeds} ({', '.join(str(SEED0 + s) for s in range(seeds))}); "
-                                f"world seed {cfg.world_seed}. Every number is on the test prompts: mean ± s.e. "
-                                + ("over seeds" if seeds > 1 else "over prompts (one seed)") +
-                                "; hyperparameters were chosen on the validation prompts.", ""], [], []
+    names = lambda prefix, n=seeds: [f"{prefix}_s{s}" for s in range(n)]  # noqa: E731
+    dpo_ = lambda data: f"dpo_{data}{tag(tuned['dpo'])}"  # noqa: E731
+    ppo_ = lambda rm, prompts="general": f"ppo_{rm}_{prompts}{tag(tuned['ppo'])}"  # noqa: E731
     cols = tuple(CATEGORIES) + ("overall",)
-    dpo_uf, ppo_uf = f"dpo_uf_fine{tag(tuned['dpo'])}", f"ppo_uf_fine_tiny_general{tag(tuned['ppo'])}"
+    head = [f"# nanopref: the paper in miniature ({tier} tier)", "",
+            f"Seeds per setting: {seeds} ({', '.join(str(SEED0 + s) for s in range(seeds))})"
+            + ("; web_length and arena: one seed (1337)" if tier == "full" else "") +
+            f"; world seed {cfg.world_seed}. Every number is on the test prompts: mean ± s.e. "
+            + ("over seeds" if seeds > 1 else "over prompts (one seed)") + ". Hyperparameters were chosen on the "
+            "validation prompts" + (" (the sweep below)." if sweep else " by the full tier's sweep (reproduce.py "
+                                   "TUNED)."), ""]
+    body, findings, figs = [], [], []
     sft = over_seeds(root, ["sft"])
-    sft_se = {c: (m, se) for c, (m, se) in sft.items()}
 
-    # headline: DPO vs PPO on the same data (Table 2)
-    rows = {"SFT": sft_se, "DPO (uf_fine)": over_seeds(root, names(dpo_uf)),
-            "PPO (RM on uf_fine)": over_seeds(root, names(ppo_uf))}
-    diff = paired(root, names(ppo_uf), names(dpo_uf))
-    seed_diff = mean_se([scores(records(root, p))["overall"] - scores(records(root, d))["overall"]
-                         for p, d in zip(names(ppo_uf), names(dpo_uf))])
-    se = max(diff["overall"][1], seed_diff[1])
-    findings.append(("PPO outperforms DPO on the same preference data (Table 2)", diff["overall"][0], se,
-                     verdict(diff["overall"][0], se)))
-    lines_md += ["## DPO vs PPO on the same data (the paper's Table 2)", "", table(rows), "",
-                 "PPO - DPO, paired per prompt: " + ", ".join(f"{c} {m:+.3f} ± {s:.3f}" for c, (m, s) in diff.items())
-                 + (f"; over {seeds} seeds: {seed_diff[0]:+.3f} ± {seed_diff[1]:.3f}." if seeds > 1 else
-                    " (one seed: no spread over seeds to add).") + "", ""]
-    figs.append(("dpo_vs_ppo.svg", bars("DPO vs PPO on uf_fine (test)", list(cols),
-                                        {k: [v[c] for c in cols] for k, v in rows.items()},
-                                        ylabel="ground-truth score")))
-    curves = {}
-    for n in names(ppo_uf)[:1]:
-        rows_m = [json.loads(x) for x in open(os.path.join(root, "runs", n, "metrics.jsonl")) if '"objective/kl"' in x]
-        curves["RM score"] = [(m["objective/kl"], m["objective/rm_scores"]) for m in rows_m]
-        curves["ground truth (rollouts)"] = [(m["objective/kl"], m.get("world/rollout_truth", 0.0)) for m in rows_m]
-    if curves:
-        figs.append(("ppo_rm_vs_kl.svg", lines("PPO: reward-model score against KL", {"RM score": curves["RM score"]},
-                                               "KL(policy || reference), summed per response", "RM score")))
-        figs.append(("ppo_truth_vs_kl.svg", lines("PPO: ground truth of its rollouts against KL",
-                                                  {"ground truth": curves["ground truth (rollouts)"]},
-                                                  "KL(policy || reference), summed per response", "ground truth")))
-    md, more = mechanism(root, "rm_uf_fine_tiny", names(ppo_uf), sft)
-    lines_md += md
+    def versus(label, a, b, column="overall", direction=1):
+        """A finding from paired per-prompt differences a - b; with several seeds the s.e. is the larger of the
+        paired one and the one over seeds' differences."""
+        d = paired(root, a, b)
+        se = d[column][1]
+        if len(a) > 1 and len(a) == len(b):
+            se = max(se, mean_se([scores(records(root, x))[column] - scores(records(root, y))[column]
+                                  for x, y in zip(a, b)])[1])
+        findings.append((label, d[column][0], se, verdict(d[column][0], se, direction)))
+        return d
+
+    def diff_line(what, d):
+        return f"{what}, paired per prompt: " + ", ".join(f"{c} {m:+.3f} ± {s:.3f}" for c, (m, s) in d.items()) + "."
+
+    # Table 2: DPO vs PPO on the same data
+    pairs_t2 = [("uf_fine", "uf_fine_tiny")] + ([("uf_overall", "uf_overall_tiny")] if tier == "full" else [])
+    rows = {"SFT": sft}
+    body += ["## DPO vs PPO on the same data (the paper's Table 2)", ""]
+    notes = []
+    for data, rm in pairs_t2:
+        rows[f"DPO ({data})"] = over_seeds(root, names(dpo_(data)))
+        rows[f"PPO (RM on {data})"] = over_seeds(root, names(ppo_(rm)))
+        d = versus(f"PPO outperforms DPO on the same preference data: {data} (Table 2)", names(ppo_(rm)),
+                   names(dpo_(data)))
+        notes.append(diff_line(f"PPO - DPO on {data}", d))
+    body += [table(rows), ""] + notes + [""]
+    figs.append(("dpo_vs_ppo.svg", bars("DPO vs PPO on the same data (test)", list(cols),
+                                        {k: [v[c] for c in cols] for k, v in rows.items()}, "ground-truth score")))
+    rows_m = [json.loads(x) for x in open(os.path.join(root, "runs", names(ppo_("uf_fine_tiny"))[0], "metrics.jsonl"))
+              if '"objective/kl"' in x]
+    for fig, key, what in (("ppo_rm_vs_kl", "objective/rm_scores", "RM score"),
+                           ("ppo_truth_vs_kl", "world/rollout_truth", "ground truth")):
+        figs.append((f"{fig}.svg", lines(f"PPO (seed 0): {what} of its rollouts against KL",
+                                         {what: [(m["objective/kl"], m.get(key, 0.0)) for m in rows_m]},
+                                         "KL(policy || reference), summed per response", what)))
+    md, more = mechanism(root, "rm_uf_fine_tiny", names(ppo_("uf_fine_tiny")), sft)
+    body += md
     figs += more
     if sweep:
-        lines_md += ["## Tuning (validation prompts, seed 0, equal budget: one run per point)", ""]
-        lines_md += [f"- {k}: " + ", ".join(f"{t[1:]} {m:.3f}" for t, (m, _) in res.items()) +
-                     f" -> chosen {tag(tuned[k])[1:]}" for k, res in sweep.items()] + [""]
+        body += ["## Tuning (validation prompts, seed 0, equal budget: four runs each)", "",
+                 "| algorithm | setting | validation overall | |", "|---|---|---|---|"]
+        body += [f"| {k} | {t[1:]} | {m:.3f} ± {se:.3f} | {'chosen' if t == tag(tuned[k]) else ''} |"
+                 for k, res in sweep.items() for t, (m, se) in res.items()] + [""]
     if tier == "full":
-        # Table 1: DPO's data sources
-        t1 = {d: over_seeds(root, names(f"dpo_{d}{tag(tuned['dpo'])}")) for d in DATASETS + ("uf_fine_onpolicy",)}
-        lines_md += ["## DPO on each preference dataset (the paper's Table 1)", "", table({"SFT": sft_se, **t1}), ""]
+        # Table 1: DPO's data sources; study 5's on-policy pairs
+        t1 = {d: over_seeds(root, names(dpo_(d), 1 if d in ("web_length", "arena") else seeds))
+              for d in DATASETS + ("uf_fine_onpolicy",)}
+        body += ["## DPO on each preference dataset (the paper's Table 1)", "", table({"SFT": sft, **t1}), ""]
         figs.append(("dpo_data.svg", bars("DPO by preference data (test)", list(cols),
                                           {k: [v[c] for c in cols] for k, v in t1.items()}, "ground-truth score")))
-        d = paired(root, names(f"dpo_uf_fine{tag(tuned['dpo'])}"), names(f"dpo_hh_human{tag(tuned['dpo'])}"))
-        findings.append(("Fine-grained synthetic data (uf_fine) beats human-like data (hh_human) for DPO (Table 1)",
-                         d["overall"][0], d["overall"][1], verdict(*d["overall"])))
-        d = paired(root, names(f"dpo_uf_fine_onpolicy{tag(tuned['dpo'])}"), names(f"dpo_uf_fine{tag(tuned['dpo'])}"))
-        findings.append(("On-policy pairs help DPO (study 5)", d["overall"][0], d["overall"][1],
-                         verdict(*d["overall"])))
-        # Table 3 and Figure 3: reward models and PPO prompts
-        t3 = {r: over_seeds(root, names(f"ppo_{r}_general{tag(tuned['ppo'])}"))
-              for r in ("uf_fine_tiny", "uf_overall_tiny", "uf_fine_math_steps_tiny", "uf_fine_math_steps_small")}
-        lines_md += ["## PPO with each reward model (the paper's Table 3)", "", table({"SFT": sft_se, **t3}), ""]
-        rm_rows = ["| RM | test_gold accuracy | Best-of-16 overall | Best-of-16 math |", "|---|---|---|---|"]
-        for r in t3:
+        body += [diff_line("uf_fine - hh_human", versus(
+            "Fine-grained synthetic data (uf_fine) beats human-like data (hh_human) for DPO (Table 1)",
+            names(dpo_("uf_fine")), names(dpo_("hh_human")))), ""]
+        # Table 3: reward models (size and data), each with its accuracy, Best-of-16 and PPO
+        rms = {"uf_fine_tiny": "uf_fine, tiny (1.38M)", "uf_fine_small": "uf_fine, small (5.87M)",
+               "uf_overall_tiny": "uf_overall, tiny", "uf_fine_math_steps_tiny": "uf_fine+math_steps, tiny (1 epoch)"}
+        t3 = {label: over_seeds(root, names(ppo_(r))) for r, label in rms.items()}
+        body += ["## Reward models: size and data (the paper's Table 3)", "",
+                 "| RM | test_gold accuracy | Best-of-16 overall | Best-of-16 math | PPO overall | PPO math |",
+                 "|---|---|---|---|---|---|"]
+        for r, label in rms.items():
             ev = read_json(os.path.join(root, "runs", f"rm_{r}", "eval_rm.json"))
-            bon = ev.get("best_of_n", {}).get("metrics", {})
-            rm_rows.append(f"| {r} | {ev['accuracy']['all']['acc']:.3f} | "
-                           f"{bon.get('overall', {}).get('rm', {}).get('score', float('nan')):.3f} | "
-                           f"{bon.get('math', {}).get('rm', {}).get('score', float('nan')):.3f} |")
-        lines_md += rm_rows + [""]
-        math_general = names(f"ppo_uf_fine_math_steps_tiny_general{tag(tuned['ppo'])}")
-        math_math = names(f"ppo_uf_fine_math_steps_tiny_math{tag(tuned['ppo'])}")
-        d = paired(root, math_math, math_general)
-        findings.append(("Math-targeted PPO prompts raise math with a strong RM (Figure 3)", d["math"][0],
-                         d["math"][1], verdict(*d["math"])))
-        d = paired(root, names(f"ppo_uf_fine_math_steps_small_general{tag(tuned['ppo'])}"), math_general)
-        findings.append(("A larger RM gives PPO little overall gain (Table 3)", d["overall"][0], d["overall"][1],
-                         "reproduced" if abs(d["overall"][0]) <= 2 * d["overall"][1] or d["overall"][0] > 0
-                         else "reversed"))
-    lines_md += ["## Findings", "", "| finding | difference | s.e. | verdict |", "|---|---|---|---|"]
-    lines_md += [f"| {f} | {m:+.3f} | {s:.3f} | **{v}** |" for f, m, s, v in findings] + [""]
-    lines_md += ["## Figures", ""] + [f"![{n}]({n})" for n, _ in figs] + [""]
+            bon, acc = ev["best_of_n"]["metrics"], ev["accuracy"]["all"]
+            body.append(f"| {label} | {acc['acc']:.3f} ± {acc['stderr']:.3f} | " + " | ".join(
+                f"{bon[c]['rm']['score']:.3f} ± {bon[c]['rm']['stderr']:.3f}" for c in ("overall", "math")) +
+                f" | {t3[label]['overall'][0]:.3f} ± {t3[label]['overall'][1]:.3f} | "
+                f"{t3[label]['math'][0]:.3f} ± {t3[label]['math'][1]:.3f} |")
+        body += ["", "PPO with each RM, per category:", "", table({"SFT": sft, **t3}), ""]
+        small, tiny = (read_json(os.path.join(root, "runs", f"rm_uf_fine_{z}", "eval_rm.json"))["best_of_n"]
+                       ["metrics"]["overall"]["rm"] for z in ("small", "tiny"))
+        d, se = small["score"] - tiny["score"], (small["stderr"] ** 2 + tiny["stderr"] ** 2) ** 0.5
+        findings.append(("A 4x larger RM picks better Best-of-16 samples (Table 3)", d, se, verdict(d, se)))
+        d = paired(root, names(ppo_("uf_fine_small")), names(ppo_("uf_fine_tiny")))["overall"]
+        findings.append(("... but gives PPO little overall gain (Table 3: within 2 s.e., or a gain)", d[0], d[1],
+                         "reproduced" if d[0] > -2 * d[1] else "reversed"))
+        # Figure 3: math-targeted prompts with the RM that saw math
+        body += ["## PPO prompts: general vs math-targeted, with the uf_fine+math_steps RM (the paper's Figure 3)",
+                 "", table({"general prompts": t3[rms["uf_fine_math_steps_tiny"]],
+                            "math prompts": over_seeds(root, names(ppo_("uf_fine_math_steps_tiny", "math")))}), ""]
+        body += [diff_line("math - general prompts", versus(
+            "Math-targeted PPO prompts raise math with an RM that saw math (Figure 3)",
+            names(ppo_("uf_fine_math_steps_tiny", "math")), names(ppo_("uf_fine_math_steps_tiny")), "math")), ""]
+        # study 5: where online learning's advantage comes from
+        body += ["## On-policy vs off-policy pairs for DPO; PPO against its RM's Best-of-16 (study 5)", ""]
+        body += [diff_line("DPO on uf_fine_onpolicy - on uf_fine", versus(
+            "On-policy preference pairs help DPO (study 5)", names(dpo_("uf_fine_onpolicy")),
+            names(dpo_("uf_fine"))))]
+        bon = read_json(os.path.join(root, "runs", "rm_uf_fine_tiny", "eval_rm.json"))["best_of_n"]["metrics"]
+        ppo_o = t3[rms["uf_fine_tiny"]]["overall"]
+        d, se = ppo_o[0] - bon["overall"]["rm"]["score"], (ppo_o[1] ** 2 + bon["overall"]["rm"]["stderr"] ** 2) ** .5
+        body += ["", f"PPO with the uf_fine RM scores {ppo_o[0]:.3f} ± {ppo_o[1]:.3f} overall; Best-of-16 of the SFT "
+                 f"policy reranked by the same RM scores {bon['overall']['rm']['score']:.3f} ± "
+                 f"{bon['overall']['rm']['stderr']:.3f} (100 test prompts per category): PPO - Best-of-16 "
+                 f"{d:+.3f} ± {se:.3f}, {verdict(d, se)} as 'PPO goes beyond reranking its start'.", ""]
+    out = head + ["## Findings", "", "| finding | difference | s.e. | verdict |", "|---|---|---|---|"]
+    out += [f"| {f} | {m:+.3f} | {s:.3f} | **{v}** |" for f, m, s, v in findings] + [""] + body
+    out += ["## Figures", ""] + [f"![{n}]({n})" for n, _ in figs] + [""]
     for n, svg in figs:
         with open(os.path.join(root, n), "w") as f:
             f.write(svg)
     with open(os.path.join(root, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines_md))
+        f.write("\n".join(out))
     return findings
 
 

@@ -37,8 +37,8 @@ import torch.distributed as dist
 
 from nanopref.cache import reference_logps, score_pairs
 from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config
-from nanopref.common import (OUT_DIR, MetricsLog, check_config, parse_config, print0, print_config, require_recipe,
-                             seed_all, source_hash, write_json, write_jsonl)
+from nanopref.common import OUT_DIR, MetricsLog, print0, seed_all, source_hash, write_json, write_jsonl
+from nanopref.config import check_config, parse_config, print_config, require_recipe
 from nanopref.data import data_summary, load_preferences, pad_right, pair_batch, tokenize_pairs
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM

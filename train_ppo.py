@@ -76,8 +76,8 @@ import torch.nn.functional as F
 
 from nanopref import losses  # every objective as a pure function: losses.gae, losses.ppo_policy_loss, ...
 from nanopref.checkpoint import check_same_tokenizer, load_model, load_tokenizer, model_config
-from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
-                             write_json, write_jsonl)
+from nanopref.common import MetricsLog, print0, seed_all, write_json, write_jsonl
+from nanopref.config import check_config, parse_config, print_config, require_recipe
 from nanopref.data import data_summary, load_prompts
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM

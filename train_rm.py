@@ -52,8 +52,8 @@ import torch
 import torch.distributed as dist
 
 from nanopref.checkpoint import load_model, load_tokenizer, model_config
-from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
-                             write_json)
+from nanopref.common import MetricsLog, print0, seed_all, write_json
+from nanopref.config import check_config, parse_config, print_config, require_recipe
 from nanopref.data import data_summary, load_preferences, pair_batch, tokenize_pairs
 from nanopref.evals import reward as rm_eval
 from nanopref.evals.lm import RewardScorer

@@ -26,8 +26,8 @@ import torch
 import torch.distributed as dist
 
 from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, model_config
-from nanopref.common import (MetricsLog, check_config, parse_config, print0, print_config, require_recipe, seed_all,
-                             write_json, write_jsonl)
+from nanopref.common import MetricsLog, print0, seed_all, write_json, write_jsonl
+from nanopref.config import check_config, parse_config, print_config, require_recipe
 from nanopref.data import data_summary, load_sft, pad_right, tokenize_sft
 from nanopref.evals import world as world_eval
 from nanopref.evals.lm import NanoprefLM

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from nanopref.checkpoint import load_model, load_tokenizer, resolve
-from nanopref.common import autodevice, parse_config
+from nanopref.common import autodevice
+from nanopref.config import parse_config
 from nanopref.generate import generate, require_lm_head
 from nanopref.tokenizer import TEMPLATES, encode_chat, template_of
 

@@ -173,7 +173,8 @@ class Config:
 
 def main():
     from nanopref.checkpoint import load_model, load_tokenizer
-    from nanopref.common import autodevice, parse_config
+    from nanopref.common import autodevice
+    from nanopref.config import parse_config
     from nanopref.tokenizer import encode_chat
     cfg = parse_config(Config)
     if not cfg.checkpoint:

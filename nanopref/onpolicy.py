@@ -61,6 +61,6 @@ class Config:
 
 
 if __name__ == "__main__":
-    from nanopref.common import parse_config
+    from nanopref.config import parse_config
     cfg = parse_config(Config)
     print(prefs.format_stats(prefs.stats(ensure_prefs(cfg.sft, cfg.world_seed))))

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from nanopref.checkpoint import DONE, load_model, remove_dir, replace_dir, write_model
+from nanopref.checkpoint import load_model
+from nanopref.save import DONE, remove_dir, replace_dir, write_model
 from nanopref.common import dist_info, fault_point, print0, write_json
 from nanopref.training import full_state_dict
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from nanopref.checkpoint import save_model
+from nanopref.save import save_model
 from nanopref.model import Transformer, model_args
 from nanopref.tokenizer import Tokenizer, train_tokenizer
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nanopref.chat import checkpoint_template
-from nanopref.checkpoint import load_model, save_model
+from nanopref.checkpoint import load_model
+from nanopref.save import save_model
 from nanopref.generate import generate
 from nanopref.model import Transformer, model_args
 from nanopref.tokenizer import Tokenizer, encode_chat, train_tokenizer

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from nanopref import runs
-from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer, save_model
+from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer
+from nanopref.save import save_model
 from nanopref.common import InputError, MetricsLog
 from nanopref.model import Transformer, model_args, score_last
 from nanopref.runs import load_run, save_final, save_run
@@ -162,7 +163,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     model = Transformer(model_args("test")).eval()
     save_model(model, str(tmp_path / "ckpt"))
     before = open(tmp_path / "ckpt" / "model.safetensors", "rb").read()
-    import nanopref.checkpoint as ck
+    import nanopref.save as ck
     monkeypatch.setattr(ck, "save_file", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         save_model(model, str(tmp_path / "ckpt"))
@@ -180,7 +181,7 @@ class Killed(BaseException):
 
 def kill_at(monkeypatch, point, hit):
     """Make the hit-th pass through fault_point(point) raise Killed (the scripts' tests do it with os._exit)."""
-    import nanopref.checkpoint as ck
+    import nanopref.save as ck
     seen = []
 
     def fault(name):
@@ -314,7 +315,7 @@ def test_metrics_rows_of_the_resumed_steps_are_dropped(tmp_path):
 
 
 def test_disk_full_names_enospc_and_the_path_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    import nanopref.checkpoint as ck
+    import nanopref.save as ck
     from safetensors import SafetensorError
     out = str(tmp_path)
     model, opt = tiny()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from nanopref.common import check_config, field_comments, parse_config
+from nanopref.config import check_config, field_comments, parse_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("train_sft.py", "train_rm.py", "train_dpo.py", "train_ppo.py", "evaluate.py")

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from nanopref.cache import fingerprint, reference_logps
-from nanopref.checkpoint import load_model, save_model
+from nanopref.checkpoint import load_model
+from nanopref.save import save_model
 from nanopref.common import write_jsonl
 from nanopref.losses import sequence_logps
 from nanopref.model import Transformer, model_args

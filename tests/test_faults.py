@@ -16,7 +16,8 @@ import sys
 import pytest
 import torch
 
-from nanopref.checkpoint import DONE, load_model, save_model
+from nanopref.checkpoint import load_model
+from nanopref.save import DONE, save_model
 from nanopref.common import write_jsonl
 from nanopref.model import Transformer, model_args
 from nanopref.tokenizer import Tokenizer, train_tokenizer

@@ -12,7 +12,8 @@ import threading
 import pytest
 import torch
 
-from nanopref.checkpoint import load_model, save_model
+from nanopref.checkpoint import load_model
+from nanopref.save import save_model
 from nanopref.common import write_jsonl
 from nanopref.generate import generate
 from nanopref.losses import (adaptive_kl_coef, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,

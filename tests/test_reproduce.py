@@ -116,3 +116,89 @@ def test_smoke_tier_end_to_end(tmp_path):
         ET.parse(root / fig)
     p = subprocess.run(cmd, cwd=reproduce.ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0 and "4 runs, 4 already finished" in p.stdout, p.stdout[-3000:]
+
+
+def test_rollout_stats_against_a_hand_count(tmp_path):
+    """Step 0, math: scores (1, 2, 3) with truths (0, 1, 0): pairs whose truths differ are (1,2) right and (2,3)
+    wrong -> accuracy 1/2; the RM's mean 2, the truth's 1/3; a category with no rollouts has no pairs."""
+    os.makedirs(tmp_path / "runs" / "p")
+    rolls = [dict(score=x, truth=t, category="math") for x, t in ((1.0, 0.0), (2.0, 1.0), (3.0, 0.0))]
+    with open(tmp_path / "runs" / "p" / "rollouts.jsonl", "w") as f:
+        f.write(json.dumps(dict(step=0, rollouts=rolls)) + "\n")
+    st = reproduce.rollout_stats(str(tmp_path), "p")
+    assert st[0]["math"] == pytest.approx((2.0, 1 / 3, 0.5, 2))
+    assert st[0]["chat"][3] == 0
+
+
+def fake_full_tier(root):
+    """Every run of the full tier as result files: per-prompt test records (and val for the sweeps), PPO's metrics
+    and rollouts, each RM's accuracy and Best-of-16. -> the sweeps' val table from `choose`."""
+    sweeps = reproduce.plan("full", 3, root, reproduce.TUNED, sweeps_only=True)
+    for k, r in enumerate(sweeps.values()):
+        if r.evaluated:
+            fake_run(root, r.name, "val", {c: [0.1 * (k % 4), 0.5] for c in CATEGORIES})
+    tuned, sweep = reproduce.choose(root)
+    runs = {**sweeps, **reproduce.plan("full", 3, root, tuned)}
+    for k, r in enumerate(runs.values()):
+        out = os.path.join(root, "runs", r.name)
+        if r.evaluated:
+            fake_run(root, r.name, "test", {c: [(k * 7 + i) % 5 / 4 for i in range(6)] for c in CATEGORIES})
+        if r.script == "train_ppo.py":
+            with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+                f.writelines(json.dumps({"step": s, "objective/kl": s, "objective/rm_scores": s / 2,
+                                         "world/rollout_truth": 0.4}) + "\n" for s in range(4))
+            with open(os.path.join(out, "rollouts.jsonl"), "w") as f:
+                f.writelines(json.dumps(dict(step=s, rollouts=[dict(score=i, truth=i % 2, category=c)
+                                                               for c in CATEGORIES for i in range(3)])) + "\n"
+                             for s in range(4))
+        if r.script == "train_rm.py":
+            os.makedirs(out, exist_ok=True)
+            m = {c: {k: dict(score=0.5, stderr=0.01) for k in ("greedy", "random", "rm", "oracle", "best",
+                                                                "rm-greedy", "rm-random")}
+                 for c in CATEGORIES + ["overall"]}
+            with open(os.path.join(out, "eval_rm.json"), "w") as f:
+                json.dump(dict(accuracy={"all": dict(acc=0.8, stderr=0.01)}, best_of_n=dict(n=16, metrics=m)), f)
+    return tuned, sweep
+
+
+def test_full_report_from_fake_runs(tmp_path):
+    """The full tier's report reads every study's runs and writes each table, a verdict per finding and figures
+    that parse."""
+    root = str(tmp_path)
+    tuned, sweep = fake_full_tier(root)
+    findings = reproduce.report(root, "full", 3, tuned, sweep)
+    assert len(findings) == 7 and all(v in ("reproduced", "reversed", "inconclusive") for *_, v in findings)
+    text = open(tmp_path / "REPORT.md").read()
+    for title in ("Table 2", "Table 1", "Table 3", "Figure 3", "study 5", "Tuning", "Best-of-16"):
+        assert title in text, title
+    for fig in ("dpo_vs_ppo.svg", "dpo_data.svg", "ppo_truth_by_category.svg", "ppo_rm_vs_kl.svg"):
+        ET.parse(tmp_path / fig)
+
+
+def test_execute_runs_each_after_its_needs_and_stops_on_a_failure(tmp_path, monkeypatch):
+    """Two at a time: b needs a, so it starts after a ends; c runs beside a. A failed run lets the running ones end,
+    starts nothing new and exits naming it."""
+    import threading
+    import time
+    events, lock = [], threading.Lock()
+
+    def fake(run, root, tier):
+        with lock:
+            events.append(("start", run.name))
+        time.sleep(0.05)
+        with lock:
+            events.append(("end", run.name))
+        return "x failed: see its log" if run.name == "x" else None
+
+    monkeypatch.setattr(reproduce, "run_one", fake)
+    monkeypatch.setattr(reproduce, "done", lambda run, root: False)
+    R = reproduce.Run
+    runs = {"a": R("a", "train_sft.py", {}), "b": R("b", "train_dpo.py", {}, ["a"]), "c": R("c", "train_rm.py", {})}
+    reproduce.execute(runs, str(tmp_path), "quick", jobs=2)
+    assert events.index(("end", "a")) < events.index(("start", "b"))
+    assert events.index(("start", "c")) < events.index(("end", "a"))  # beside a
+    events.clear()
+    runs = {"x": R("x", "train_sft.py", {}), "y": R("y", "train_dpo.py", {}, ["x"])}
+    with pytest.raises(SystemExit, match="x failed"):
+        reproduce.execute(runs, str(tmp_path), "quick", jobs=2)
+    assert ("start", "y") not in events

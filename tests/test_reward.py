@@ -13,7 +13,8 @@ import sys
 import pytest
 import torch
 
-from nanopref.checkpoint import load_model, save_model
+from nanopref.checkpoint import load_model
+from nanopref.save import save_model
 from nanopref.data import pair_batch
 from nanopref.evals import reward as rm_eval
 from nanopref.losses import bradley_terry_loss, regression_loss

@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, nproc):
 def test_sft_on_real_messages_and_checkpoint(tmp_path, data_file):
     """The real-data path: a messages JSONL (UltraFeedback's chosen conversations) and an HF-layout checkpoint
     with the Llama-2 tokenizer; over-long conversations are dropped and counted."""
-    from nanopref.checkpoint import save_model
+    from nanopref.save import save_model
     from nanopref.data import load_preferences
     from nanopref.model import Transformer, model_args
     from nanopref.tokenizer import Tokenizer

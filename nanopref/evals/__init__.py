@@ -22,16 +22,14 @@ The LM interface (duck-typed; nanopref's adapter implements it, tests use a fake
 A reward model / judge implements `score([(user_prompt, response), ...]) -> [float, ...]`.
 """
 import csv
-import gzip
 import io
 import json
 import os
 import random
 import re
 import string
-import zlib
 
-from nanopref.common import DATA_DIR, InputError, jsonl_rows
+from nanopref.common import DATA_DIR, InputError, jsonl_rows, text_lines  # noqa: F401 (text_lines: for the evaluators)
 
 FAMILIES = ["mmlu", "gsm8k", "bbh", "truthfulqa", "code", "ifeval", "xstest", "toxigen", "alpaca_eval"]
 
@@ -45,25 +43,8 @@ def data_file(*parts):
     return path
 
 
-def text_lines(path):
-    """(line number, text) for each line of a UTF-8 text file (.gz too). Bytes that are not UTF-8, or a truncated or
-    corrupt .gz, raise ValueError naming file:line."""
-    i = 0
-    try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            for i, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise InputError(f"{path}:{i}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
-                                     f"{e.start + 1})") from None
-                yield i, line
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # gzip: truncated stream, bad header or CRC
-        raise InputError(f"{path}: truncated or corrupt gzip data after line {i} ({e})") from None
-
-
 def read_text(path):
-    return "".join(line for _, line in text_lines(path)).removeprefix("\ufeff")  # a UTF-8 BOM is ignored
+    return "".join(line for _, line in text_lines(path))
 
 
 def read_json(path):

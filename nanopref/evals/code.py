@@ -24,12 +24,11 @@ chat-style text through `lm.chat`; open-instruct would give it the bare code pro
 completions as generated after the prompt above; pass@k is reported for every k <= n in (1, 10).
 """
 import hashlib
-import json
 
 import numpy as np
 
-from nanopref.evals import (Rows, as_str, check_fields, data_file, mean, pick_examples, result, stratified,
-                            text_lines)
+from nanopref.common import jsonl_rows
+from nanopref.evals import Rows, as_str, check_fields, data_file, mean, pick_examples, result, stratified
 from nanopref.evals.code_exec import check_programs, expected_outputs
 
 FILES = {"humaneval": ("evalplus", "HumanEvalPlus-v0.1.10.jsonl.gz"),
@@ -88,15 +87,7 @@ def load(dataset="humaneval"):
     """Tasks of HumanEval+ ("humaneval") or MBPP+ ("mbpp"), inputs restored to their Python types."""
     path = data_file(*FILES[dataset])
     tasks = Rows(path)  # check_fields names file:line
-    for i, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            t = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-        if not isinstance(t, dict):
-            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(t).__name__}")
+    for i, t, line in jsonl_rows(path, raw=True):
         t["_digest"] = hashlib.sha256(line.encode()).hexdigest()
         tasks.append(t)
         tasks.lines.append(i)

@@ -186,7 +186,7 @@ def subtype_mix(rows):
 
 
 if __name__ == "__main__":
-    from nanopref.common import parse_config
+    from nanopref.config import parse_config
     from dataclasses import dataclass
 
     @dataclass

@@ -286,5 +286,5 @@ class Config:
 
 
 if __name__ == "__main__":
-    from nanopref.common import parse_config
+    from nanopref.config import parse_config
     print(format_stats(stats(ensure_prefs(world_seed=parse_config(Config).world_seed))))
