@@ -7,7 +7,7 @@ in the paper's layout, each finding's verdict computed from the numbers, and SVG
     python reproduce.py --tier=smoke    # every kind of run for 2 steps: the harness end to end (a test runs it)
     python reproduce.py --dry_run=true  # the plan: every run, its command and whether it is done
 
-Honesty rules, enforced by the code: hyperparameters are chosen on the validation prompts only (`select` is given
+Honesty rules, enforced by the code: hyperparameters are chosen on the validation prompts only (`choose` is given
 validation scores and nothing else; a test checks it); every reported number is on the test prompts; each table
 gives the mean ± standard error over seeds beside the paired per-prompt standard error; a verdict is "reproduced"
 (or "reversed") only when the difference exceeds 2 standard errors (the larger of the two), else "inconclusive".
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from nanopref.common import write_json
 from nanopref.config import check_config, parse_config, print_config
 from nanopref.evals.world import mean_se
+from nanopref.results import over_seeds, paired, read_json, records, rollout_stats, scores, table, verdict
 from nanopref.svg import bars, lines
 from nanopref.world import CATEGORIES
 
@@ -209,103 +210,17 @@ def execute(runs, root, tier, jobs):
 
 
 # -----------------------------------------------------------------------------
-# statistics from the per-prompt records
-
-
-def read_json(path):
-    return json.load(open(path))
-
-
-def records(root, name, split="test"):
-    """{prompt id: (category, score)} of a run's evaluation on a split: val from the trainer's own final
-    evaluation (eval_world_samples.jsonl), test from evaluate.py's (eval_test.json)."""
-    run = os.path.join(root, "runs", name)
-    if split == "val":
-        rows = [json.loads(line) for line in open(os.path.join(run, "eval_world_samples.jsonl"))]
-    else:
-        (world,) = [v["world"] for v in read_json(os.path.join(run, "eval_test.json")).values()]
-        rows = world["records"]
-    return {r["id"]: (r["category"], r["score"]) for r in rows}
-
-
-def scores(recs):
-    """Per-category means and the overall (mean of category means): {category: mean, "overall": mean}."""
-    out = {c: sum(s for k, s in recs.values() if k == c) / max(1, sum(k == c for k, _ in recs.values()))
-           for c in CATEGORIES}
-    return {**out, "overall": sum(out.values()) / len(CATEGORIES)}
-
-
-def over_seeds(root, names, split="test"):
-    """Mean ± s.e. of each category and overall: over seeds when there are several; with one seed, over its
-    prompts (the overall's s.e. combining the categories' as the world's evaluation does). {column: (mean, se)}"""
-    if len(names) == 1:
-        recs = records(root, names[0], split)
-        out = {c: mean_se([s for k, s in recs.values() if k == c]) for c in CATEGORIES}
-        return {**out, "overall": (sum(m for m, _ in out.values()) / len(CATEGORIES),
-                                   sum(se ** 2 for _, se in out.values()) ** 0.5 / len(CATEGORIES))}
-    per = [scores(records(root, n, split)) for n in names]
-    return {c: mean_se([p[c] for p in per]) for c in per[0]}
-
-
-def paired(root, names, base_names, split="test"):
-    """Paired per-prompt difference (names - base_names, seeds matched in order, then averaged per prompt):
-    {column: (mean, se)}; overall combines the category se's as the world's evaluation does."""
-    runs = [records(root, n, split) for n in names]
-    bases = [records(root, n, split) for n in base_names] * (len(names) if len(base_names) == 1 else 1)
-    out = {}
-    for c in CATEGORIES:
-        ids = [i for i, (k, _) in runs[0].items() if k == c]
-        out[c] = mean_se([sum(r[i][1] - b[i][1] for r, b in zip(runs, bases)) / len(runs) for i in ids])
-    out["overall"] = (sum(out[c][0] for c in CATEGORIES) / len(CATEGORIES),
-                      sum(out[c][1] ** 2 for c in CATEGORIES) ** 0.5 / len(CATEGORIES))
-    return out
+# tuning and the report
 
 
 def choose(root):
     """The full tier's tuning: for DPO and PPO, the SWEEPS point whose seed-0 run scores best overall on the
     validation prompts. -> (tuned {algo: hp}, the sweep's val scores {algo: {tag: (mean, se)}}). Reads only val."""
-    tuned, table = {}, {}
+    tuned, val = {}, {}
     for algo, prefix in (("dpo", "dpo_uf_fine"), ("ppo", "ppo_uf_fine_tiny_general")):
-        table[algo] = {tag(hp): over_seeds(root, [f"{prefix}{tag(hp)}_s0"], "val")["overall"] for hp in SWEEPS[algo]}
-        tuned[algo] = max(SWEEPS[algo], key=lambda hp: table[algo][tag(hp)][0])
-    return tuned, table
-
-
-def verdict(diff, se, direction=1):
-    """The paper's finding, direction +1 (diff > 0 expected) or -1: reproduced / reversed / inconclusive at 2 se."""
-    if diff * direction > 2 * se:
-        return "reproduced"
-    return "reversed" if diff * direction < -2 * se else "inconclusive"
-
-
-# -----------------------------------------------------------------------------
-# the report
-
-
-def table(rows, columns=tuple(CATEGORIES) + ("overall",)):
-    """Markdown table: rows {label: {column: (mean, se)} or str}."""
-    out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, row in rows.items():
-        out.append(f"| {label} | " + " | ".join(f"{row[c][0]:.3f} ± {row[c][1]:.3f}" if c in row else "-"
-                                                for c in columns) + " |")
-    return "\n".join(out)
-
-
-def rollout_stats(root, name):
-    """From a PPO run's rollouts.jsonl, per step and category: the RM's mean score, the ground truth's, and the RM's
-    pairwise accuracy on its own rollouts (pairs of one step and category whose ground truths differ: does the RM
-    rank them as the ground truth does?). -> {step: {category: (rm, truth, accuracy, pairs)}}"""
-    out = {}
-    for line in open(os.path.join(root, "runs", name, "rollouts.jsonl")):
-        row = json.loads(line)
-        out[row["step"]] = {}
-        for c in CATEGORIES:
-            mine = [(r["score"], r["truth"]) for r in row["rollouts"] if r.get("category") == c]
-            pairs = [(a, b) for i, a in enumerate(mine) for b in mine[i + 1:] if a[1] != b[1]]
-            right = sum((a[0] - b[0]) * (a[1] - b[1]) > 0 for a, b in pairs)
-            out[row["step"]][c] = (sum(x for x, _ in mine) / max(1, len(mine)),
-                                   sum(t for _, t in mine) / max(1, len(mine)), right / max(1, len(pairs)), len(pairs))
-    return out
+        val[algo] = {tag(hp): over_seeds(root, [f"{prefix}{tag(hp)}_s0"], "val")["overall"] for hp in SWEEPS[algo]}
+        tuned[algo] = max(SWEEPS[algo], key=lambda hp: val[algo][tag(hp)][0])
+    return tuned, val
 
 
 def mechanism(root, rm_name, ppo_names, sft):
@@ -435,6 +350,8 @@ def report(root, tier, seeds, tuned, sweep=None):
                 f" | {t3[label]['overall'][0]:.3f} ± {t3[label]['overall'][1]:.3f} | "
                 f"{t3[label]['math'][0]:.3f} ± {t3[label]['math'][1]:.3f} |")
         body += ["", "PPO with each RM, per category:", "", table({"SFT": sft, **t3}), ""]
+        figs.append(("ppo_by_rm.svg", bars("PPO with each reward model (test)", list(cols),
+                                           {k: [v[c] for c in cols] for k, v in t3.items()}, "ground-truth score")))
         small, tiny = (read_json(os.path.join(root, "runs", f"rm_uf_fine_{z}", "eval_rm.json"))["best_of_n"]
                        ["metrics"]["overall"]["rm"] for z in ("small", "tiny"))
         d, se = small["score"] - tiny["score"], (small["stderr"] ** 2 + tiny["stderr"] ** 2) ** 0.5
@@ -443,9 +360,12 @@ def report(root, tier, seeds, tuned, sweep=None):
         findings.append(("... but gives PPO little overall gain (Table 3: within 2 s.e., or a gain)", d[0], d[1],
                          "reproduced" if d[0] > -2 * d[1] else "reversed"))
         # Figure 3: math-targeted prompts with the RM that saw math
+        f3 = {"SFT": sft, "general prompts": t3[rms["uf_fine_math_steps_tiny"]],
+              "math prompts": over_seeds(root, names(ppo_("uf_fine_math_steps_tiny", "math")))}
         body += ["## PPO prompts: general vs math-targeted, with the uf_fine+math_steps RM (the paper's Figure 3)",
-                 "", table({"general prompts": t3[rms["uf_fine_math_steps_tiny"]],
-                            "math prompts": over_seeds(root, names(ppo_("uf_fine_math_steps_tiny", "math")))}), ""]
+                 "", table(f3), ""]
+        figs.append(("ppo_prompts.svg", bars("PPO prompts, uf_fine+math_steps RM (test)", list(cols),
+                                             {k: [v[c] for c in cols] for k, v in f3.items()}, "ground-truth score")))
         body += [diff_line("math - general prompts", versus(
             "Math-targeted PPO prompts raise math with an RM that saw math (Figure 3)",
             names(ppo_("uf_fine_math_steps_tiny", "math")), names(ppo_("uf_fine_math_steps_tiny")), "math")), ""]

@@ -1,5 +1,6 @@
-"""reproduce.py's statistics against naive loops and hand-computed numbers, the rule that tuning reads only
-validation scores, the verdicts at 2 standard errors, and the SVG figures as well-formed XML."""
+"""reproduce.py and nanopref/results.py: the statistics against naive loops and hand counts, the rule that tuning
+reads only validation scores, the verdicts at 2 standard errors, the scheduler, the full report on fake runs, and the
+SVG figures as well-formed XML."""
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import reproduce
+from nanopref import results
 from nanopref.svg import bars, lines
 from nanopref.world import CATEGORIES
 
@@ -36,9 +38,9 @@ def test_over_seeds_and_paired_match_naive_loops(tmp_path):
     overall = [sum(sum(a[j][c]) / 5 for c in CATEGORIES) / len(CATEGORIES) for j in range(3)]
     m = sum(overall) / 3
     se = math.sqrt(sum((x - m) ** 2 for x in overall) / 2 / 3)
-    assert reproduce.over_seeds(root, names_a)["overall"] == pytest.approx((m, se))
+    assert results.over_seeds(root, names_a)["overall"] == pytest.approx((m, se))
     # paired: per prompt, the seed-averaged difference; per category mean and se; overall combines them
-    got = reproduce.paired(root, names_a, names_b)
+    got = results.paired(root, names_a, names_b)
     cat = {}
     for c in CATEGORIES:
         d = [sum(a[j][c][i] - b[j][c][i] for j in range(3)) / 3 for i in range(5)]
@@ -50,10 +52,10 @@ def test_over_seeds_and_paired_match_naive_loops(tmp_path):
 
 
 def test_verdicts_at_two_standard_errors():
-    assert reproduce.verdict(0.05, 0.02) == "reproduced"
-    assert reproduce.verdict(0.03, 0.02) == "inconclusive"
-    assert reproduce.verdict(-0.05, 0.02) == "reversed"
-    assert reproduce.verdict(-0.05, 0.02, direction=-1) == "reproduced"
+    assert results.verdict(0.05, 0.02) == "reproduced"
+    assert results.verdict(0.03, 0.02) == "inconclusive"
+    assert results.verdict(-0.05, 0.02) == "reversed"
+    assert results.verdict(-0.05, 0.02, direction=-1) == "reproduced"
 
 
 def test_tuning_reads_only_validation_scores(tmp_path, monkeypatch):
@@ -65,13 +67,13 @@ def test_tuning_reads_only_validation_scores(tmp_path, monkeypatch):
             name = f"{prefix}{reproduce.tag(hp)}_s0"
             fake_run(root, name, "val", {c: [0.1 * k] * 3 for c in CATEGORIES})  # the last point is best on val
             fake_run(root, name, "test", {c: [1.0 - 0.1 * k] * 3 for c in CATEGORIES})  # the first, on test
-    real = reproduce.records
+    real = results.records
 
     def only_val(root_, name, split="test"):
         assert split == "val", f"tuning read {name}'s {split} scores"
         return real(root_, name, split)
 
-    monkeypatch.setattr(reproduce, "records", only_val)
+    monkeypatch.setattr(results, "records", only_val)
     tuned, table = reproduce.choose(root)
     assert tuned == {algo: reproduce.SWEEPS[algo][-1] for algo in ("dpo", "ppo")}
     assert len(table["dpo"]) == len(reproduce.SWEEPS["dpo"])
@@ -125,7 +127,7 @@ def test_rollout_stats_against_a_hand_count(tmp_path):
     rolls = [dict(score=x, truth=t, category="math") for x, t in ((1.0, 0.0), (2.0, 1.0), (3.0, 0.0))]
     with open(tmp_path / "runs" / "p" / "rollouts.jsonl", "w") as f:
         f.write(json.dumps(dict(step=0, rollouts=rolls)) + "\n")
-    st = reproduce.rollout_stats(str(tmp_path), "p")
+    st = results.rollout_stats(str(tmp_path), "p")
     assert st[0]["math"] == pytest.approx((2.0, 1 / 3, 0.5, 2))
     assert st[0]["chat"][3] == 0
 
@@ -171,7 +173,8 @@ def test_full_report_from_fake_runs(tmp_path):
     text = open(tmp_path / "REPORT.md").read()
     for title in ("Table 2", "Table 1", "Table 3", "Figure 3", "study 5", "Tuning", "Best-of-16"):
         assert title in text, title
-    for fig in ("dpo_vs_ppo.svg", "dpo_data.svg", "ppo_truth_by_category.svg", "ppo_rm_vs_kl.svg"):
+    for fig in ("dpo_vs_ppo.svg", "dpo_data.svg", "ppo_truth_by_category.svg", "ppo_rm_vs_kl.svg", "ppo_by_rm.svg",
+                "ppo_prompts.svg"):
         ET.parse(tmp_path / fig)
 
 
