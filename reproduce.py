@@ -223,7 +223,7 @@ def choose(root):
     return tuned, val
 
 
-def mechanism(root, rm_name, ppo_names, sft):
+def mechanism(root, rm_name, ppo_names):
     """Where PPO's gains stop, with evidence: the RM's Best-of-16 ceiling on the SFT policy's samples, and on PPO's
     own rollouts the RM score, the ground truth and the RM's pairwise accuracy, early vs late in training.
     -> (markdown lines, [(figure name, svg)])"""
@@ -251,17 +251,24 @@ def mechanism(root, rm_name, ppo_names, sft):
            "| category | RM score early → late | ground truth early → late | RM pairwise accuracy early → late |",
            "|---|---|---|---|"]
 
-    def avg(c, idx, part):
+    def pooled(c, part):
+        """(RM score, ground truth, pairwise accuracy or None, pairs) of a category, early or late, over seeds."""
         vals = [st[s][c] for st in per_seed for s in (steps[:k] if part == "early" else steps[-k:])]
-        if idx == 2:  # accuracy: pooled over pairs
-            n = sum(v[3] for v in vals)
-            return f"{sum(v[2] * v[3] for v in vals) / n:.3f} ({n} pairs)" if n else "-"
-        return f"{sum(v[idx] for v in vals) / len(vals):.3f}"
+        n = sum(v[3] for v in vals)
+        return (sum(v[0] for v in vals) / len(vals), sum(v[1] for v in vals) / len(vals),
+                sum(v[2] * v[3] for v in vals) / n if n else None, n)
 
     for c in CATEGORIES:
-        md.append(f"| {c} | " + " | ".join(f"{avg(c, i, 'early')} → {avg(c, i, 'late')}" for i in range(3)) + " |")
-    md += ["", "SFT's test score per category for scale: " + ", ".join(f"{c} {sft[c][0]:.3f}" for c in CATEGORIES)
-           + ".", ""]
+        (r0, t0, a0, n0), (r1, t1, a1, n1) = pooled(c, "early"), pooled(c, "late")
+        acc = lambda a, n: f"{a:.3f} ({n} pairs)" if n else "-"  # noqa: E731
+        md.append(f"| {c} | {r0:.3f} → {r1:.3f} | {t0:.3f} → {t1:.3f} | {acc(a0, n0)} → {acc(a1, n1)} |")
+    blind = [c for c in CATEGORIES if bon and bon[c]["rm-random"]["score"] <= 2 * bon[c]["rm-random"]["stderr"]]
+    fooled = [c for c in CATEGORIES if pooled(c, "late")[3] and pooled(c, "late")[2] < 0.5]
+    md += ["", "Read from the numbers above: " + (f"the RM's Best-of-16 pick is no better than a random sample "
+                                                   f"(within 2 s.e. or below) on {', '.join(blind) or 'no category'}"
+                                                   if bon else "no Best-of-16 in this tier") +
+           f"; late in training the RM ranks PPO's own rollouts worse than chance on {', '.join(fooled) or 'no category'}"
+           ".", ""]
     w = 5  # a trailing mean over w steps and every seed: one step holds only ~13 rollouts of a category
     fig = lines(f"PPO rollouts: ground truth per category ({w}-step mean, {len(per_seed)} seed(s))",
                 {c: [(s, sum(st[t][c][1] for st in per_seed for t in steps[max(0, i - w + 1):i + 1]) /
@@ -320,7 +327,7 @@ def report(root, tier, seeds, tuned, sweep=None):
         figs.append((f"{fig}.svg", lines(f"PPO (seed 0): {what} of its rollouts against KL",
                                          {what: [(m["objective/kl"], m.get(key, 0.0)) for m in rows_m]},
                                          "KL(policy || reference), summed per response", what)))
-    md, more = mechanism(root, "rm_uf_fine_tiny", names(ppo_("uf_fine_tiny")), sft)
+    md, more = mechanism(root, "rm_uf_fine_tiny", names(ppo_("uf_fine_tiny")))
     body += md
     figs += more
     if sweep:
