@@ -34,9 +34,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nanopref.save import save_model  # noqa: E402
 from nanopref.generate import generate, left_pad  # noqa: E402
 from nanopref.model import Transformer, model_args, num_params  # noqa: E402
+from nanopref.save import save_model  # noqa: E402
 
 NEW = 128
 

@@ -9,9 +9,8 @@
 A kill at any instant leaves a state to resume from: a directory counts only once its DONE marker is written (after
 every other file, fsynced), deletions remove DONE first, and a kill between replace_dir's two renames leaves the old
 and the new complete directory at ckpt.old and ckpt.tmp, of which `recover` keeps the newer. A rerun with the same
-arguments continues from the newest state (the finished model, else the checkpoint) bit-identically; with other
-arguments it stops and names them, unless --resume=force. Tests kill runs inside each window (common.fault_point).
-"""
+arguments continues from the newest state bit-identically; with other arguments it stops and names them, unless
+--resume=force. Tests kill runs inside each window (common.fault_point)."""
 import errno
 import fcntl
 import glob
@@ -27,8 +26,8 @@ import torch
 import torch.distributed as dist
 
 from nanopref.checkpoint import load_model
-from nanopref.save import DONE, remove_dir, replace_dir, write_model
 from nanopref.common import dist_info, fault_point, print0, write_json
+from nanopref.save import DONE, remove_dir, replace_dir, write_model
 from nanopref.training import full_state_dict
 
 # Config fields a resumed run may change: where and how often it reports, evaluates and saves; not what it trains

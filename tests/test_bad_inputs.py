@@ -16,8 +16,8 @@ import sys
 import pytest
 import torch
 
-from nanopref.save import save_model
 from nanopref.model import Transformer, model_args
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, train_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,9 +8,9 @@ import torch
 
 from nanopref.chat import checkpoint_template
 from nanopref.checkpoint import load_model
-from nanopref.save import save_model
 from nanopref.generate import generate
 from nanopref.model import Transformer, model_args
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, encode_chat, train_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,10 +13,10 @@ import torch
 
 from nanopref import runs
 from nanopref.checkpoint import check_tokenizer, load_model, load_tokenizer
-from nanopref.save import save_model
 from nanopref.common import InputError, MetricsLog
 from nanopref.model import Transformer, model_args, score_last
 from nanopref.runs import load_run, save_final, save_run
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer
 from nanopref.training import make_optimizer
 

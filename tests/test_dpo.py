@@ -13,10 +13,10 @@ import torch
 
 from nanopref.cache import fingerprint, reference_logps
 from nanopref.checkpoint import load_model
-from nanopref.save import save_model
 from nanopref.common import write_jsonl
 from nanopref.losses import sequence_logps
 from nanopref.model import Transformer, model_args
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, encode_prompt_response, train_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from nanopref.checkpoint import load_model
-from nanopref.save import DONE, save_model
 from nanopref.common import write_jsonl
 from nanopref.model import Transformer, model_args
+from nanopref.save import DONE, save_model
 from nanopref.tokenizer import Tokenizer, train_tokenizer
 from test_dpo import pair
 

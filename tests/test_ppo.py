@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from nanopref.checkpoint import load_model
-from nanopref.save import save_model
 from nanopref.common import write_jsonl
 from nanopref.generate import generate
 from nanopref.losses import (adaptive_kl_coef, gae, kl_estimate, penalise_missing_eos, ppo_policy_loss, ppo_rewards,
                              ppo_value_loss, response_logps, reward_gain_bias, whiten)
 from nanopref.model import Transformer, model_args
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, encode_chat, train_tokenizer
 from nanopref.training import sampling_copy
 

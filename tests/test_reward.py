@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from nanopref.checkpoint import load_model
-from nanopref.save import save_model
 from nanopref.data import pair_batch
 from nanopref.evals import reward as rm_eval
 from nanopref.losses import bradley_terry_loss, regression_loss
 from nanopref.model import Transformer, last_real_index, model_args, score_last
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, train_tokenizer
 from nanopref.world import make_examples, make_kb
 

@@ -4,8 +4,8 @@ import json
 import pytest
 import sentencepiece as spm
 
-from nanopref.save import save_model
 from nanopref.model import Transformer, model_args
+from nanopref.save import save_model
 from nanopref.tokenizer import Tokenizer, encode_chat, encode_prompt_response, render_chat, train_tokenizer
 
 STRINGS = [
