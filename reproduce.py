@@ -132,10 +132,19 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
 
 
 def done(run, root):
-    """Trained (its model marked finished) and, for a policy, evaluated on the test prompts."""
+    """Trained (its model marked finished) and, for a policy, evaluated on the test prompts. A finished run whose
+    saved arguments differ from the plan's is an error naming them: skipping it would report the old run as the
+    new plan's (paths, which depend on --name, are compared by their last part)."""
     out = os.path.join(root, "runs", run.name)
-    return os.path.exists(os.path.join(out, "model", "DONE")) and \
-        (not run.evaluated or os.path.exists(os.path.join(out, "eval_test.json")))
+    if not os.path.exists(os.path.join(out, "model", "DONE")):
+        return False
+    saved = read_json(os.path.join(out, "model", "nanopref_config.json"))
+    last = lambda v: os.path.basename(os.path.normpath(str(v)))  # noqa: E731
+    changed = [f"--{k}={saved.get(k)} then, {v} now" for k, v in run.args.items()
+               if (last(saved.get(k)) != last(v) if k in ("init", "sft", "policy", "reward") else saved.get(k) != v)]
+    if changed:
+        raise SystemExit(f"{out} finished with other arguments ({'; '.join(changed)}): delete it to rerun it")
+    return not run.evaluated or os.path.exists(os.path.join(out, "eval_test.json"))
 
 
 # -----------------------------------------------------------------------------

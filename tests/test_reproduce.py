@@ -205,3 +205,19 @@ def test_execute_runs_each_after_its_needs_and_stops_on_a_failure(tmp_path, monk
     with pytest.raises(SystemExit, match="x failed"):
         reproduce.execute(runs, str(tmp_path), "quick", jobs=2)
     assert ("start", "y") not in events
+
+
+def test_a_finished_run_with_other_arguments_is_not_skipped_silently(tmp_path):
+    """done(): a finished run with the plan's arguments counts (paths compared by their last part, as --name moves
+    them); one trained with another value stops, naming the flag and both values."""
+    run = reproduce.Run("dpo_x", "train_dpo.py", dict(data="uf_fine", init="/a/b/runs/sft", beta=0.3, lr=1e-4))
+    model = tmp_path / "runs" / "dpo_x" / "model"
+    os.makedirs(model)
+    (model / "DONE").write_text("{}")
+    saved = dict(data="uf_fine", init="out/full/runs/sft", beta=0.3, lr=0.0001, seed=1337)
+    (model / "nanopref_config.json").write_text(json.dumps(saved))
+    (tmp_path / "runs" / "dpo_x" / "eval_test.json").write_text("{}")
+    assert reproduce.done(run, str(tmp_path))
+    (model / "nanopref_config.json").write_text(json.dumps({**saved, "beta": 0.1}))
+    with pytest.raises(SystemExit, match=r"--beta=0.1 then, 0.3 now"):
+        reproduce.done(run, str(tmp_path))
