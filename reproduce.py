@@ -48,9 +48,10 @@ SEED0 = 1337  # the scripts' default seed: seed k of a setting is SEED0 + k
 DATASETS = ("uf_fine", "uf_overall", "hh_human", "web_length", "arena")  # the paper's Table 1 sources, in the world
 # Chosen on the validation prompts by the full tier's sweeps (REPORT.md lists the sweep); the quick tier uses them.
 TUNED = dict(dpo=dict(beta=0.3, lr=1e-4), ppo=dict(kl_coef=0.2, lr=1e-4))  # full tier, world seed 0 (dev/LOG.md)
-# Equal budgets: four seed-0 runs each, the KL strength and the learning rate, TUNED among them
-SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.1, 0.3) for lr in (5e-5, 1e-4)],
-              ppo=[dict(kl_coef=k, lr=lr) for k in (0.05, 0.2) for lr in (5e-5, 1e-4)])
+# Equal budgets: six seed-0 runs each, the KL strength and the learning rate, TUNED among them. (A first 2x2 sweep
+# with lr 5e-5 chose the grid's corner, the strongest KL and the highest lr: dev/LOG.md. This one reaches past it.)
+SWEEPS = dict(dpo=[dict(beta=b, lr=lr) for b in (0.1, 0.3, 1.0) for lr in (1e-4, 2e-4)],
+              ppo=[dict(kl_coef=k, lr=lr) for k in (0.05, 0.2, 0.5) for lr in (1e-4, 2e-4)])
 SMOKE = dict(sft=["--max_steps=2", "--preset=test", "--eval_limit=4"], rm=["--max_steps=2"],
              dpo=["--max_steps=2", "--eval_limit=4"], ppo=["--max_steps=2", "--batch_size=16", "--minibatch=8",
                                                            "--eval_limit=4"])
@@ -93,7 +94,7 @@ def plan(tier, seeds, root, tuned, sweeps_only=False):
     def rm(data, size="tiny", **args):
         nonlocal small_sft
         if size == "small" and small_sft is None:
-            small_sft = add("sft_small", "train_sft.py", evaluated=False, preset="small")
+            small_sft = add("sft_small", "train_sft.py", evaluated=False, preset="small", lr=1.5e-3)  # lr ~ 1/width
         src = sft if size == "tiny" else small_sft
         return add(f"rm_{data.replace('+', '_')}_{size}", "train_rm.py", [src], evaluated=False, data=data, sft=d(src),
                    policy=d(sft), preset=size, bon_n=0 if tier == "smoke" else 16, **args)
@@ -340,7 +341,7 @@ def report(root, tier, seeds, tuned, sweep=None):
     body += md
     figs += more
     if sweep:
-        body += ["## Tuning (validation prompts, seed 0, equal budget: four runs each)", "",
+        body += [f"## Tuning (validation prompts, seed 0, equal budget: {len(SWEEPS['dpo'])} runs each)", "",
                  "| algorithm | setting | validation overall | |", "|---|---|---|---|"]
         body += [f"| {k} | {t[1:]} | {m:.3f} ± {se:.3f} | {'chosen' if t == tag(tuned[k]) else ''} |"
                  for k, res in sweep.items() for t, (m, se) in res.items()] + [""]
