@@ -24,10 +24,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from nanopref.common import write_json
+from nanopref.common import read_json, write_json
 from nanopref.config import check_config, parse_config, print_config
 from nanopref.evals.world import mean_se
-from nanopref.results import over_seeds, paired, read_json, records, rollout_stats, scores, table, verdict
+from nanopref.results import over_seeds, paired, records, rollout_stats, scores, table, verdict
 from nanopref.svg import bars, lines
 from nanopref.world import CATEGORIES
 

@@ -10,14 +10,13 @@ Every problem with a checkpoint (missing, truncated or corrupt files, a config t
 model where a policy belongs) is an InputError naming the path: a clear exit before any training, not a traceback.
 """
 import glob
-import json
 import os
 import re
 
 import torch
 from safetensors import safe_open
 
-from nanopref.common import InputError
+from nanopref.common import InputError, read_json
 from nanopref.model import ModelArgs, Transformer
 from nanopref.tokenizer import Tokenizer
 
@@ -102,17 +101,6 @@ def args_from_hf_config(cfg, where="config.json"):
             head="lm" if arch == "LlamaForCausalLM" else "scalar")
     except (ValueError, TypeError) as e:  # ModelArgs' own checks (heads dividing dim, ...)
         raise InputError(f"{where}: {e}") from None
-
-
-def read_json(path):
-    """A JSON file -> its value; unreadable or malformed is an InputError naming the file and the position."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
 
 
 def _weights(fpath):

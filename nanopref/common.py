@@ -78,6 +78,17 @@ def jsonl_rows(path, raw=False):
         yield (i, row, line) if raw else (i, row)
 
 
+def read_json(path):
+    """A JSON file -> its value; unreadable or malformed is an InputError naming the file and the position."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
 def read_jsonl(path, required=()):
     """Read a JSONL file (jsonl_rows' checks); a row missing a required field is an InputError naming file:line."""
     rows = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from nanopref.cache import fingerprint
-from nanopref.common import read_jsonl, write_json
+from nanopref.common import read_json, read_jsonl, write_json
 from nanopref.evals.lm import NanoprefLM
 from nanopref.world import prefs
 from nanopref.world.build import load_world
@@ -40,10 +40,10 @@ def ensure_prefs(sft, world_seed=0, names=prefs.DATASETS):
     if not os.path.exists(sft):
         raise SystemExit(f"no SFT checkpoint at {sft}: run `python train_sft.py` first (the on-policy sets sample it)")
     wdir = os.path.dirname(out)
-    key = dict(sft=fingerprint(sft), world=prefs.read_json(os.path.join(wdir, "manifest.json"))["spec"],
+    key = dict(sft=fingerprint(sft), world=read_json(os.path.join(wdir, "manifest.json"))["spec"],
                code=prefs.code_hash())
     manifest = os.path.join(out, "manifest_onpolicy.json")
-    if os.path.exists(manifest) and prefs.read_json(manifest) == key:
+    if os.path.exists(manifest) and read_json(manifest) == key:
         return out
     print(f"building the on-policy preference datasets from {sft}'s samples (cached in {out} until it changes)")
     prompts = read_jsonl(os.path.join(wdir, "pref_prompts.jsonl"))

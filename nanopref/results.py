@@ -1,15 +1,11 @@
 """A run's per-prompt results on the world's prompts and their statistics, for reproduce.py: the records of a
 split, per-category scores, mean ± s.e. over seeds or over prompts, paired per-prompt differences, verdicts at two
 standard errors, markdown tables, and the reward model's view of PPO's own rollouts."""
-import json
 import os
 
+from nanopref.common import read_json, read_jsonl
 from nanopref.evals.world import mean_se
 from nanopref.world import CATEGORIES
-
-
-def read_json(path):
-    return json.load(open(path))
 
 
 def records(root, name, split="test"):
@@ -17,7 +13,7 @@ def records(root, name, split="test"):
     evaluation (eval_world_samples.jsonl), test from evaluate.py's (eval_test.json)."""
     run = os.path.join(root, "runs", name)
     if split == "val":
-        rows = [json.loads(line) for line in open(os.path.join(run, "eval_world_samples.jsonl"))]
+        rows = read_jsonl(os.path.join(run, "eval_world_samples.jsonl"))
     else:
         (world,) = [v["world"] for v in read_json(os.path.join(run, "eval_test.json")).values()]
         rows = world["records"]
@@ -78,8 +74,7 @@ def rollout_stats(root, name):
     pairwise accuracy on its own rollouts (pairs of one step and category whose ground truths differ: does the RM
     rank them as the ground truth does?). -> {step: {category: (rm, truth, accuracy, pairs)}}"""
     out = {}
-    for line in open(os.path.join(root, "runs", name, "rollouts.jsonl")):
-        row = json.loads(line)
+    for row in read_jsonl(os.path.join(root, "runs", name, "rollouts.jsonl")):
         out[row["step"]] = {}
         for c in CATEGORIES:
             mine = [(r["score"], r["truth"]) for r in row["rollouts"] if r.get("category") == c]

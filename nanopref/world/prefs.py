@@ -42,12 +42,11 @@ plus category, the annotator's aspect ratings, the oracle's true scores and the 
               uf_fine + math_steps: uf_fine alone does not teach a 1M-parameter RM arithmetic (dev/LOG.md, issue 4)
 """
 import hashlib
-import json
 import os
 import random
 from dataclasses import dataclass
 
-from nanopref.common import read_jsonl, write_json, write_jsonl
+from nanopref.common import read_json, read_jsonl, write_json, write_jsonl
 from nanopref.world import ASPECTS, CATEGORIES, flawed_response, good_response, overall, perturb, rate
 from nanopref.world.build import build_world, load_world
 from nanopref.world.pool import ARENA, HH_ASSISTANT, POOL, WEB, math_pairs, write
@@ -238,11 +237,6 @@ def format_stats(table):
                      f"{a['rejected']:5.2f} {a['gap']:5.2f} | " +
                      " ".join(f"{t[c]['agree']:6.1%}" if c in t else f"{'-':>6}" for c in CATEGORIES))
     return "\n".join(lines)
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def write_sets(out, sets):
